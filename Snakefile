@@ -1,0 +1,25 @@
+# Coar and Coar-Edit as a Snakemake workflow.
+# The configuration comes from the default profile (config/config.yaml, the paper)
+# or from --configfile (config/mini.yaml, the embedded default).
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/ablate.smk"
+include: "workflow/rules/gather.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

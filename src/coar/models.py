@@ -1,0 +1,77 @@
+"""Model architectures defined by this project (the paper's MiniResNet family)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block with bias-free 3x3 convs followed by BatchNorm."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class MiniResNet(nn.Module):
+    """The paper's setup-A "ResNet": a stem conv and stride-1 BasicBlocks at full resolution.
+
+    Setup A is ``MiniResNet(in_channels=3, planes=256, num_blocks=4, pool=8, image_size=32)``
+    (2,304 conv-filter components); the embedded default uses a narrow version on 8x8 digits.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        planes: int = 256,
+        num_blocks: int = 4,
+        num_classes: int = 10,
+        pool: int = 8,
+        image_size: int = 32,
+    ):
+        super().__init__()
+        self.config = dict(
+            in_channels=in_channels,
+            planes=planes,
+            num_blocks=num_blocks,
+            num_classes=num_classes,
+            pool=pool,
+            image_size=image_size,
+        )
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.layers = nn.Sequential(*(BasicBlock(planes, planes) for _ in range(num_blocks)))
+        self.pool = nn.AvgPool2d(pool)
+        side = image_size // pool
+        self.linear = nn.Linear(planes * side * side, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.pool(self.layers(out))
+        return self.linear(out.flatten(1))
+
+
+def save_model(model: MiniResNet, path, **metadata) -> None:
+    """Save architecture arguments and weights only (no pickled classes)."""
+    torch.save({"config": model.config, "state_dict": model.state_dict(), **metadata}, path)
+
+
+def load_model(path, map_location="cpu") -> MiniResNet:
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    model = MiniResNet(**checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()

@@ -1,0 +1,142 @@
+"""The embedded default run by Snakemake in a temporary directory, with shrunk sizes."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from coar.attributions import Attributions
+
+REPO = Path(__file__).resolve().parents[1]
+MINI = REPO / "config" / "mini.yaml"
+
+SMALL = {
+    "setups": {
+        "mini_digits": {
+            "model": {"planes": 8, "num_blocks": 2, "pool": 2},
+            "train": {"epochs": 4},
+            "ablation": {"n_masks": 600, "n_shards": 2, "masks_per_batch": 50},
+            "evaluation": {"alpha_test": [0.15, 0.1], "n_masks": 40, "n_bootstrap": 200},
+        }
+    }
+}
+
+
+def snakemake(workdir: Path, *configs: Path, args=(), timeout=600):
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--configfile",
+        *map(str, configs),
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    table = result.stdout.split("Job stats:")[-1]
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
+    }
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("mini")
+    small = write_yaml(workdir / "small.yaml", SMALL)
+    result = snakemake(workdir, MINI, small)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir, small
+
+
+@pytest.mark.workflow
+def test_mini_workflow_writes_summary_and_figure(mini_run):
+    workdir, _ = mini_run
+    results = workdir / "results" / "mini"
+    summary = pd.read_csv(results / "eval" / "mini_digits" / "summary.csv")
+    assert list(summary.columns) == ["method", "alpha_test", "mean_corr", "ci_low", "ci_high"]
+    assert set(summary.method) == {"coar"}
+    assert sorted(summary.alpha_test) == [0.1, 0.15]
+    at_train = summary[summary.alpha_test == 0.1].iloc[0]
+    assert at_train.ci_low <= at_train.mean_corr <= at_train.ci_high
+    assert at_train.mean_corr > 0.5
+    assert (results / "figures" / "fig1.pdf").read_bytes()[:4] == b"%PDF"
+
+    attributions = Attributions.load(results / "attributions" / "mini_digits" / "coar.pt")
+    assert attributions.weight.shape == (40, 360)
+    assert attributions.component_names[0] == "conv1[0]"
+    assert attributions.meta["alpha_train"] == 0.1 and attributions.meta["n_rows"] == 600
+    assert np.isfinite(attributions.weight).all()
+    assert "test accuracy" in (results / "logs" / "train" / "mini_digits.log").read_text()
+
+
+@pytest.mark.workflow
+def test_rerun_does_nothing(mini_run):
+    workdir, small = mini_run
+    result = snakemake(workdir, MINI, small, args=["--dry-run"])
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.workflow
+def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
+    workdir, small = mini_run
+    changed = write_yaml(
+        workdir / "alpha.yaml", {"setups": {"mini_digits": {"ablation": {"alpha_train": 0.15}}}}
+    )
+    result = snakemake(workdir, MINI, small, changed, args=["--dry-run"])
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result) == {
+        "ablate": 2,
+        "gather": 1,
+        "fit": 1,
+        "evaluate": 1,
+        "fig1": 1,
+        "all": 1,
+    }
+
+
+def bad_config_run(tmp_path, config):
+    result = snakemake(tmp_path, write_yaml(tmp_path / "bad.yaml", config), args=["--dry-run"])
+    assert result.returncode != 0
+    assert not (tmp_path / "results").exists()
+    return result.stdout + result.stderr
+
+
+def test_out_of_range_alpha_is_named_before_any_job(tmp_path):
+    config = yaml.safe_load(MINI.read_text())
+    config["setups"]["mini_digits"]["ablation"]["alpha_train"] = 1.5
+    message = bad_config_run(tmp_path, config)
+    assert "1.5" in message and "alpha_train" in message
+
+
+def test_missing_key_is_named_before_any_job(tmp_path):
+    config = yaml.safe_load(MINI.read_text())
+    del config["setups"]["mini_digits"]["evaluation"]["alpha_test"]
+    message = bad_config_run(tmp_path, config)
+    assert "'alpha_test' is a required property" in message
+
+
+def test_misspelled_key_is_named(tmp_path):
+    config = yaml.safe_load(MINI.read_text())
+    config["setups"]["mini_digits"]["ablation"]["n_mask"] = 10
+    message = bad_config_run(tmp_path, config)
+    assert "n_mask" in message

@@ -1,0 +1,47 @@
+import sys
+from pathlib import Path
+
+# Workflow scripts import the library from the repository even when it is not installed.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+RESULTS = config["results_dir"].rstrip("/")
+SETUPS = config["setups"]
+
+
+wildcard_constraints:
+    setup="|".join(SETUPS) or "(?!)",
+    shard=r"\d+",
+    alpha=r"0\.\d+",
+
+
+def setup_config(wildcards):
+    return SETUPS[wildcards.setup]
+
+
+def shard_paths(wildcards):
+    n_shards = SETUPS[wildcards.setup]["ablation"]["n_shards"]
+    return [
+        f"{RESULTS}/ablations/{wildcards.setup}/shard_{k}.npz" for k in range(n_shards)
+    ]
+
+
+def evaluation_output_paths(wildcards):
+    return [
+        f"{RESULTS}/eval/{wildcards.setup}/true_outputs_alpha{alpha}.npz"
+        for alpha in SETUPS[wildcards.setup]["evaluation"]["alpha_test"]
+    ]
+
+
+def figure_setups(figure):
+    setups = config["figures"][figure]["setups"]
+    unknown = [s for s in setups if s not in SETUPS]
+    if unknown:
+        raise ValueError(
+            f"config key figures.{figure}.setups names unknown setups {unknown}; "
+            f"defined setups: {sorted(SETUPS)}"
+        )
+    return setups
+
+
+def all_targets():
+    return [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]

@@ -1,0 +1,17 @@
+rule prepare_digits:
+    output:
+        f"{RESULTS}/data/{{setup}}.npz",
+    log:
+        f"{RESULTS}/logs/prepare_digits/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_digits/{{setup}}.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        data=lambda wildcards: setup_config(wildcards)["data"],
+    script:
+        "../scripts/prepare_digits.py"

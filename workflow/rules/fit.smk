@@ -1,0 +1,23 @@
+rule fit:
+    input:
+        beton=f"{RESULTS}/ablations/{{setup}}/component_dataset.beton",
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+    output:
+        f"{RESULTS}/attributions/{{setup}}/coar.pt",
+    log:
+        f"{RESULTS}/logs/fit/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit/{{setup}}.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        kind=lambda wildcards: setup_config(wildcards)["kind"],
+        fit=lambda wildcards: setup_config(wildcards)["fit"],
+        ablation=lambda wildcards: setup_config(wildcards)["ablation"],
+    script:
+        "../scripts/fit.py"

@@ -1,0 +1,21 @@
+rule train:
+    input:
+        data=f"{RESULTS}/data/{{setup}}.npz",
+    output:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        metrics=f"{RESULTS}/models/{{setup}}.metrics.json",
+    log:
+        f"{RESULTS}/logs/train/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{setup}}.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        model=lambda wildcards: setup_config(wildcards)["model"],
+        train=lambda wildcards: setup_config(wildcards)["train"],
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,32 @@
+"""True outputs of freshly ablated models at one alpha_test (masks never used for fitting)."""
+
+import numpy as np
+import torch
+
+from coar.ablate import ablate_rows
+from coar.atomic import atomic_path
+from coar.device import resolve_device
+from coar.logs import log_to
+from coar.setups import load_setup
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+cfg = snakemake.params.evaluation
+alpha = float(snakemake.wildcards.alpha)
+setup = load_setup(
+    snakemake.wildcards.setup,
+    snakemake.params.kind,
+    snakemake.input.model,
+    snakemake.input.data,
+    resolve_device(snakemake.params.device),
+)
+masks, outputs = ablate_rows(
+    setup,
+    seed=cfg["seed"],
+    stream=f"eval/{alpha:g}",
+    rows=range(cfg["n_masks"]),
+    alpha=alpha,
+    masks_per_batch=snakemake.params.masks_per_batch,
+)
+with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:
+    np.savez(f, alpha=alpha, masks=masks, outputs=outputs)

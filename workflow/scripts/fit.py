@@ -1,0 +1,26 @@
+"""Fit Coar's per-example linear models from the component dataset."""
+
+import torch
+
+from coar.device import resolve_device
+from coar.fit import fit_from_beton
+from coar.logs import log_to
+from coar.setups import load_setup
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+setup = load_setup(
+    snakemake.wildcards.setup,
+    snakemake.params.kind,
+    snakemake.input.model,
+    snakemake.input.data,
+    resolve_device("cpu"),
+)
+attributions = fit_from_beton(
+    snakemake.input.beton,
+    component_names=setup.spec.names(),
+    example_ids=list(range(setup.n_examples)),
+    fit_config=snakemake.params.fit,
+    meta={"setup": setup.name, "method": "coar", **snakemake.params.ablation},
+)
+attributions.save(snakemake.output[0])

@@ -1,0 +1,48 @@
+"""Train the embedded default's MiniResNet and log its test accuracy."""
+
+import json
+
+import numpy as np
+import torch
+
+from coar.atomic import atomic_path
+from coar.logs import log_to
+from coar.models import MiniResNet, save_model
+from coar.training import accuracy, train_classifier
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+arch, hp = snakemake.params.model, snakemake.params.train
+
+with np.load(snakemake.input.data) as data:
+    arrays = {key: data[key] for key in data.files}
+_, channels, side, _ = arrays["x_train"].shape
+torch.manual_seed(hp["seed"])
+model = MiniResNet(
+    in_channels=channels,
+    planes=arch["planes"],
+    num_blocks=arch["num_blocks"],
+    num_classes=int(arrays["y_train"].max()) + 1,
+    pool=arch["pool"],
+    image_size=side,
+)
+train_classifier(
+    model,
+    arrays["x_train"],
+    arrays["y_train"],
+    epochs=hp["epochs"],
+    batch_size=hp["batch_size"],
+    lr=hp["lr"],
+    weight_decay=hp["weight_decay"],
+    seed=hp["seed"],
+)
+metrics = {
+    split: accuracy(
+        model, torch.from_numpy(arrays[f"x_{split}"]), torch.from_numpy(arrays[f"y_{split}"])
+    )
+    for split in ("train", "test")
+}
+log.info("train accuracy %.4f, test accuracy %.4f", metrics["train"], metrics["test"])
+save_model(model, snakemake.output.model, metrics=metrics)
+with atomic_path(snakemake.output.metrics) as tmp:
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
