@@ -25,14 +25,14 @@ test: install
 	$(BIN)/pytest -ra
 
 lint: install
-	$(BIN)/ruff check src workflow tests
-	$(BIN)/ruff format --check src workflow/scripts tests
+	$(BIN)/ruff check src workflow tests bench
+	$(BIN)/ruff format --check src workflow/scripts tests bench
 	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint --configfile config/mini.yaml
 
 format: install
-	$(BIN)/ruff check --fix src workflow tests
-	$(BIN)/ruff format src workflow/scripts tests
+	$(BIN)/ruff check --fix src workflow tests bench
+	$(BIN)/ruff format src workflow/scripts tests bench
 	$(BIN)/snakefmt Snakefile workflow
 
 clean:

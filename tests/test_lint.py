@@ -27,9 +27,9 @@ def test_snakefmt_is_clean():
 
 
 def test_ruff_is_clean():
-    check = run(str(BIN / "ruff"), "check", "src", "workflow", "tests")
+    check = run(str(BIN / "ruff"), "check", "src", "workflow", "tests", "bench")
     assert check.returncode == 0, check.stdout
-    fmt = run(str(BIN / "ruff"), "format", "--check", "src", "workflow/scripts", "tests")
+    fmt = run(str(BIN / "ruff"), "format", "--check", "src", "workflow/scripts", "tests", "bench")
     assert fmt.returncode == 0, fmt.stdout
 
 

@@ -33,8 +33,13 @@ def ablate_rows(
     outputs = np.empty((len(rows), setup.n_examples), dtype=np.float32)
     max_batch = masks_per_batch * setup.n_examples
     start = time.perf_counter()
+    # Logs are files: refresh every few seconds, not on every batch.
     bar = tqdm(
-        total=len(rows), desc=f"ablate {setup.name} [{stream}]", disable=not progress, unit="mask"
+        total=len(rows),
+        desc=f"ablate {setup.name} [{stream}]",
+        disable=not progress,
+        unit="mask",
+        mininterval=5,
     )
     for k0 in range(0, len(rows), masks_per_batch):
         chunk = torch.from_numpy(masks[k0 : k0 + masks_per_batch]).to(setup.inputs.device)

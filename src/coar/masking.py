@@ -44,10 +44,14 @@ class MaskedModel:
         def hook(module, inputs, out):
             keep = self._batch_mask[:, group.offset : group.offset + group.size].to(out.dtype)
             keep = _unit_view(keep, module, out)
-            if module.bias is None:
-                return out * keep
-            bias = _bias_view(module.bias.to(out.dtype), module, out)
-            return out * keep + bias * (1 - keep)
+            bias = None
+            if module.bias is not None:
+                bias = _bias_view(module.bias.to(out.dtype), module, out) * (1 - keep)
+            if torch.is_grad_enabled():
+                return out * keep if bias is None else out * keep + bias
+            # Inference: modify the fresh conv/linear output in place, saving a copy per layer.
+            out.mul_(keep)
+            return out if bias is None else out.add_(bias)
 
         return hook
 

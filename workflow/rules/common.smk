@@ -32,6 +32,12 @@ def evaluation_output_paths(wildcards):
     ]
 
 
+def scatter_outputs_path(setup):
+    """True outputs at alpha_test = alpha_train, shown in Figure 1's scatter."""
+    alpha = SETUPS[setup]["ablation"]["alpha_train"]
+    return f"{RESULTS}/eval/{setup}/true_outputs_alpha{alpha}.npz"
+
+
 def figure_setups(figure):
     setups = config["figures"][figure]["setups"]
     unknown = [s for s in setups if s not in SETUPS]

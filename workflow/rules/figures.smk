@@ -7,8 +7,7 @@ rule fig1:
             f"{RESULTS}/attributions/{{setup}}/coar.pt", setup=figure_setups("fig1")
         ),
         outputs=lambda wildcards: [
-            f"{RESULTS}/eval/{setup}/true_outputs_alpha{SETUPS[setup]['ablation']['alpha_train']}.npz"
-            for setup in figure_setups("fig1")
+            scatter_outputs_path(setup) for setup in figure_setups("fig1")
         ],
     output:
         report(
@@ -18,6 +17,8 @@ rule fig1:
         ),
     log:
         f"{RESULTS}/logs/figures/fig1.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/fig1.tsv"
     conda:
         "../../envs/coar.yaml"
     threads: 1
