@@ -140,3 +140,10 @@ def test_misspelled_key_is_named(tmp_path):
     config["setups"]["mini_digits"]["ablation"]["n_mask"] = 10
     message = bad_config_run(tmp_path, config)
     assert "n_mask" in message
+
+
+def test_figure_naming_an_unknown_setup_is_named(tmp_path):
+    config = yaml.safe_load(MINI.read_text())
+    config["figures"]["fig1"]["setups"] = ["mini_digits", "setup_z"]
+    message = bad_config_run(tmp_path, config)
+    assert "figures.fig1.setups" in message and "setup_z" in message

@@ -1,14 +1,16 @@
 """Component datasets: ablation shards (.npz) and the gathered FFCV beton.
 
 A shard holds the rows [start, stop) of one run: keep-masks (bool, rows x |C|),
-outputs (float32, rows x N) and row indices. Shards are written atomically, so a
-shard file exists only when every one of its rows is finished; `gather` still
-checks that the shards tile 0..m-1 exactly and hold only finite outputs before
-writing the beton (fields: mask bool, targets float32, idx int).
+outputs (float32, rows x N), row indices and the run's identity (see `run_id`),
+so that shards of different runs can never be mixed. Shards are written
+atomically, so a shard file exists only when every one of its rows is finished;
+`gather` still checks that the shards tile 0..m-1 exactly and hold only finite
+outputs before writing the beton (fields: mask bool, targets float32, idx int).
 """
 
 from __future__ import annotations
 
+import json
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,14 +19,20 @@ import numpy as np
 
 from coar.atomic import atomic_path
 
-SHARD_KEYS = ("rows", "masks", "outputs")
+SHARD_KEYS = ("rows", "masks", "outputs", "run")
+
+
+def run_id(seed: int, stream: str, alpha: float, n_rows: int) -> dict:
+    """What makes two shards parts of the same component dataset."""
+    return {"seed": int(seed), "stream": stream, "alpha": float(alpha), "n_rows": int(n_rows)}
 
 
 class ShardError(ValueError):
     """A shard is missing, incomplete or inconsistent with the others."""
 
 
-def write_shard(path, rows: np.ndarray, masks: np.ndarray, outputs: np.ndarray) -> None:
+def write_shard(path, rows: np.ndarray, masks: np.ndarray, outputs: np.ndarray, run: dict) -> None:
+    """Write one shard atomically; `run` identifies the mask draw (e.g. seed, stream, alpha)."""
     rows = np.asarray(rows, dtype=np.int64)
     if not (len(rows) == len(masks) == len(outputs)):
         raise ShardError(f"{path}: rows, masks and outputs differ in length")
@@ -33,13 +41,20 @@ def write_shard(path, rows: np.ndarray, masks: np.ndarray, outputs: np.ndarray) 
         raise ShardError(f"{path}: non-finite outputs in rows {bad[:10].tolist()}")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, rows=rows, masks=masks.astype(bool), outputs=outputs.astype(np.float32))
+            np.savez(
+                f,
+                rows=rows,
+                masks=masks.astype(bool),
+                outputs=outputs.astype(np.float32),
+                run=json.dumps(run, sort_keys=True),
+            )
 
 
 def read_shard(path) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as data:
             shard = {key: data[key] for key in SHARD_KEYS}
+        shard["run"] = json.loads(str(shard["run"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise ShardError(f"{path}: unreadable or incomplete shard ({err})") from err
     n = len(shard["rows"])
@@ -48,9 +63,13 @@ def read_shard(path) -> dict[str, np.ndarray]:
     return shard
 
 
-def check_shards(paths: Sequence, n_rows: int) -> list[dict[str, np.ndarray]]:
-    """Load shards and check that together they hold rows 0..n_rows-1 exactly once."""
+def check_shards(paths: Sequence, n_rows: int, run: dict) -> list[dict[str, np.ndarray]]:
+    """Load shards and check that they all belong to `run` and together hold rows
+    0..n_rows-1 exactly once."""
     shards = [read_shard(p) for p in paths]
+    for path, shard in zip(paths, shards, strict=True):
+        if shard["run"] != run:
+            raise ShardError(f"{path}: shard of run {shard['run']}, expected {run}")
     widths = {(s["masks"].shape[1], s["outputs"].shape[1]) for s in shards}
     if len(widths) != 1:
         raise ShardError(f"shards disagree on (components, examples): {sorted(widths)}")
@@ -74,12 +93,14 @@ def check_shards(paths: Sequence, n_rows: int) -> list[dict[str, np.ndarray]]:
     return shards
 
 
-def gather_to_beton(paths: Sequence, n_rows: int, beton_path, num_workers: int = 1) -> None:
-    """Write the checked shards as one FFCV beton, ordered by row index."""
+def gather_to_beton(
+    paths: Sequence, n_rows: int, run: dict, beton_path, num_workers: int = 1
+) -> None:
+    """Write the checked shards of `run` as one FFCV beton, ordered by row index."""
     from ffcv.fields import IntField, NDArrayField
     from ffcv.writer import DatasetWriter
 
-    shards = check_shards(paths, n_rows)
+    shards = check_shards(paths, n_rows, run)
     rows = np.concatenate([s["rows"] for s in shards])
     order = np.argsort(rows)
     masks = np.concatenate([s["masks"] for s in shards])[order]

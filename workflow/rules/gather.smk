@@ -14,6 +14,6 @@ rule gather:
         mem_mb=4000,
         runtime=30,
     params:
-        n_masks=lambda wildcards: setup_config(wildcards)["ablation"]["n_masks"],
+        ablation=lambda wildcards: setup_config(wildcards)["ablation"],
     script:
         "../scripts/gather.py"

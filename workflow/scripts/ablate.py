@@ -7,7 +7,7 @@ from coar.device import describe, resolve_device
 from coar.logs import log_to
 from coar.masks import shard_rows
 from coar.setups import load_setup
-from coar.store import write_shard
+from coar.store import run_id, write_shard
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -39,4 +39,5 @@ masks, outputs = ablate_rows(
     alpha=cfg["alpha_train"],
     masks_per_batch=cfg["masks_per_batch"],
 )
-write_shard(snakemake.output[0], rows, masks, outputs)
+run = run_id(cfg["seed"], "train", cfg["alpha_train"], cfg["n_masks"])
+write_shard(snakemake.output[0], rows, masks, outputs, run)
