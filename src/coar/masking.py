@@ -44,14 +44,11 @@ class MaskedModel:
         def hook(module, inputs, out):
             keep = self._batch_mask[:, group.offset : group.offset + group.size].to(out.dtype)
             keep = _unit_view(keep, module, out)
-            bias = None
-            if module.bias is not None:
-                bias = _bias_view(module.bias.to(out.dtype), module, out) * (1 - keep)
-            if torch.is_grad_enabled():
-                return out * keep if bias is None else out * keep + bias
-            # Inference: modify the fresh conv/linear output in place, saving a copy per layer.
+            # Hooks run only under no_grad (see __call__): modify the fresh output in place.
             out.mul_(keep)
-            return out if bias is None else out.add_(bias)
+            if module.bias is not None:
+                out.add_(_bias_view(module.bias.to(out.dtype), module, out) * (1 - keep))
+            return out
 
         return hook
 
