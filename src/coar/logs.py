@@ -11,7 +11,7 @@ def log_to(path) -> logging.Logger:
     """Send logging and stderr (tqdm progress, warnings) to `path`; return the root logger."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stream = open(path, "w", buffering=1)  # noqa: SIM115 - lives as long as the step
+    stream = open(path, "w", buffering=1)  # left open: it serves the whole step
     sys.stderr = stream
     logging.basicConfig(
         level=logging.INFO,

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from coar.atomic import atomic_path  # noqa: E402
+from coar.evaluate import per_example_correlation  # noqa: E402
 
 METHOD_LABELS = {
     "coar": "Coar",
@@ -37,7 +38,7 @@ def figure_evaluating_coar(panels: list[EvaluationPanel], path) -> None:
     """Fig. 1: per setup, a true-vs-predicted scatter and bars of mean correlation."""
     fig, axes = plt.subplots(len(panels), 2, figsize=(9, 3.6 * len(panels)), squeeze=False)
     for (ax_scatter, ax_bars), panel in zip(axes, panels, strict=True):
-        corr = np.corrcoef(panel.true, panel.pred)[0, 1]
+        corr = per_example_correlation(panel.true[:, None], panel.pred[:, None])[0]
         ax_scatter.scatter(panel.pred, panel.true, s=12, alpha=0.7)
         lims = [min(panel.true.min(), panel.pred.min()), max(panel.true.max(), panel.pred.max())]
         ax_scatter.plot(lims, lims, color="grey", lw=1, ls="--")
