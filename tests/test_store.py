@@ -29,7 +29,7 @@ def make_shards(tmp_path, n_rows=30, bounds=(0, 12, 30), p=9, n=4):
 def test_gather_roundtrip_through_ffcv(tmp_path):
     paths, masks, outputs = make_shards(tmp_path)
     beton = tmp_path / "data.beton"
-    gather_to_beton(paths[::-1], 30, RUN, beton)  # shard order does not matter
+    gather_to_beton(paths[::-1], RUN, beton)  # shard order does not matter
     got = [batch for batch in iter_beton(beton, batch_size=8)]
     got_masks, got_outputs, idx = (np.concatenate(parts) for parts in zip(*got, strict=True))
     np.testing.assert_array_equal(idx, np.arange(30))
@@ -42,7 +42,7 @@ def test_missing_rows_are_refused_and_no_beton_written(tmp_path):
     paths, _, _ = make_shards(tmp_path)
     beton = tmp_path / "data.beton"
     with pytest.raises(ShardError, match="18 missing"):
-        gather_to_beton(paths[:1], 30, RUN, beton)
+        gather_to_beton(paths[:1], RUN, beton)
     assert not beton.exists() and list(tmp_path.glob("*.beton*")) == []
 
 
@@ -51,14 +51,14 @@ def test_overlapping_shards_are_refused(tmp_path):
     extra = tmp_path / "extra.npz"
     write_shard(extra, np.arange(10, 12), np.ones((2, 9), bool), np.zeros((2, 4), np.float32), RUN)
     with pytest.raises(ShardError, match="2 duplicated"):
-        check_shards([*paths, extra], 30, RUN)
+        check_shards([*paths, extra], RUN)
 
 
 def test_truncated_shard_is_named(tmp_path):
     paths, _, _ = make_shards(tmp_path)
     paths[1].write_bytes(paths[1].read_bytes()[:100])
     with pytest.raises(ShardError, match="shard_1.npz"):
-        check_shards(paths, 30, RUN)
+        check_shards(paths, RUN)
 
 
 def test_shards_of_another_run_are_refused(tmp_path):
@@ -68,7 +68,7 @@ def test_shards_of_another_run_are_refused(tmp_path):
         paths[1], np.arange(12, 30), np.ones((18, 9), bool), np.zeros((18, 4), np.float32), other
     )
     with pytest.raises(ShardError, match="shard_1.npz: shard of run"):
-        check_shards(paths, 30, RUN)
+        check_shards(paths, RUN)
 
 
 def test_non_finite_outputs_never_reach_a_shard(tmp_path):

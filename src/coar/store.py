@@ -63,9 +63,10 @@ def read_shard(path) -> dict[str, np.ndarray]:
     return shard
 
 
-def check_shards(paths: Sequence, n_rows: int, run: dict) -> list[dict[str, np.ndarray]]:
-    """Load shards and check that they all belong to `run` and together hold rows
-    0..n_rows-1 exactly once."""
+def check_shards(paths: Sequence, run: dict) -> list[dict[str, np.ndarray]]:
+    """Load shards and check that they all belong to `run` and together hold its rows
+    0..run["n_rows"]-1 exactly once."""
+    n_rows = run["n_rows"]
     shards = [read_shard(p) for p in paths]
     for path, shard in zip(paths, shards, strict=True):
         if shard["run"] != run:
@@ -93,14 +94,13 @@ def check_shards(paths: Sequence, n_rows: int, run: dict) -> list[dict[str, np.n
     return shards
 
 
-def gather_to_beton(
-    paths: Sequence, n_rows: int, run: dict, beton_path, num_workers: int = 1
-) -> None:
+def gather_to_beton(paths: Sequence, run: dict, beton_path, num_workers: int = 1) -> None:
     """Write the checked shards of `run` as one FFCV beton, ordered by row index."""
     from ffcv.fields import IntField, NDArrayField
     from ffcv.writer import DatasetWriter
 
-    shards = check_shards(paths, n_rows, run)
+    shards = check_shards(paths, run)
+    n_rows = run["n_rows"]
     rows = np.concatenate([s["rows"] for s in shards])
     order = np.argsort(rows)
     masks = np.concatenate([s["masks"] for s in shards])[order]

@@ -17,6 +17,7 @@ rule ablate:
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         ablation=lambda wildcards: setup_config(wildcards)["ablation"],
+        run=training_run,
         device=config["device"],
     script:
         "../scripts/ablate.py"

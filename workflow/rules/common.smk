@@ -4,6 +4,8 @@ from pathlib import Path
 # Workflow scripts import the library from the repository even when it is not installed.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from coar.store import run_id
+
 RESULTS = config["results_dir"].rstrip("/")
 SETUPS = config["setups"]
 
@@ -16,6 +18,12 @@ wildcard_constraints:
 
 def setup_config(wildcards):
     return SETUPS[wildcards.setup]
+
+
+def training_run(wildcards):
+    """Identity of the ablation run whose shards make up the component dataset."""
+    cfg = SETUPS[wildcards.setup]["ablation"]
+    return run_id(cfg["seed"], "train", cfg["alpha_train"], cfg["n_masks"])
 
 
 def shard_paths(wildcards):

@@ -14,6 +14,6 @@ rule gather:
         mem_mb=4000,
         runtime=30,
     params:
-        ablation=lambda wildcards: setup_config(wildcards)["ablation"],
+        run=training_run,
     script:
         "../scripts/gather.py"

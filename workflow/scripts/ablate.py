@@ -7,11 +7,11 @@ from coar.device import describe, resolve_device
 from coar.logs import log_to
 from coar.masks import shard_rows
 from coar.setups import load_setup
-from coar.store import run_id, write_shard
+from coar.store import write_shard
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-cfg = snakemake.params.ablation
+cfg, run = snakemake.params.ablation, snakemake.params.run
 device = resolve_device(snakemake.params.device)
 setup = load_setup(
     snakemake.wildcards.setup,
@@ -20,7 +20,7 @@ setup = load_setup(
     snakemake.input.data,
     device,
 )
-rows = shard_rows(cfg["n_masks"], cfg["n_shards"], int(snakemake.wildcards.shard))
+rows = shard_rows(run["n_rows"], cfg["n_shards"], int(snakemake.wildcards.shard))
 log.info(
     "setup %s on %s: %d components, %d examples, rows %d..%d, alpha %g",
     setup.name,
@@ -29,15 +29,14 @@ log.info(
     setup.n_examples,
     rows.start,
     rows.stop - 1,
-    cfg["alpha_train"],
+    run["alpha"],
 )
 masks, outputs = ablate_rows(
     setup,
-    seed=cfg["seed"],
-    stream="train",
+    seed=run["seed"],
+    stream=run["stream"],
     rows=rows,
-    alpha=cfg["alpha_train"],
+    alpha=run["alpha"],
     masks_per_batch=cfg["masks_per_batch"],
 )
-run = run_id(cfg["seed"], "train", cfg["alpha_train"], cfg["n_masks"])
 write_shard(snakemake.output[0], rows, masks, outputs, run)
