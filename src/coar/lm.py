@@ -104,11 +104,15 @@ def gpt2_model(config: dict, state_dict: dict | None = None) -> nn.Module:
     cfg._attn_implementation = "sdpa"
     model = GPT2LMHeadModel(cfg)
     if state_dict is not None:
-        model.load_state_dict(state_dict, strict=False)
+        # lm_head.weight is tied to transformer.wte.weight, so checkpoints leave it out.
+        result = model.load_state_dict(state_dict, strict=False)
+        missing = set(result.missing_keys) - {"lm_head.weight"}
+        if missing or result.unexpected_keys:
+            raise KeyError(
+                f"GPT-2 weights do not match the architecture: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(result.unexpected_keys)[:5]}"
+            )
         model.tie_weights()
-        missing = set(model.state_dict()) - set(state_dict) - {"lm_head.weight"}
-        if missing:
-            raise KeyError(f"checkpoint lacks weights {sorted(missing)[:5]}")
     return model.eval()
 
 
@@ -262,6 +266,36 @@ def lm_metrics(
         "mean_margin": torch.cat(margins).mean().item(),
         "tokens": tokens,
     }
+
+
+# ------------------------------------------------------------------- TinyStories
+STORY_SEPARATOR = "<|endoftext|>"
+
+
+def read_tinystories(path) -> list[str]:
+    """Stories of a TinyStories text file (separated by <|endoftext|> lines), in file order."""
+    with open(path, encoding="utf-8") as f:
+        stories = [story.strip() for story in f.read().split(STORY_SEPARATOR)]
+    return [story for story in stories if story]
+
+
+def tokenize_gpt2(tokenizer_path, texts: list[str], max_tokens: int) -> dict[str, np.ndarray]:
+    """GPT-2's byte-level BPE (tokenizer.json), no special tokens added, truncated to
+    `max_tokens` and right-padded with <|endoftext|> as the original does."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    pad_id = tokenizer.token_to_id(STORY_SEPARATOR)
+    if pad_id is None:
+        raise KeyError(f"{tokenizer_path}: no {STORY_SEPARATOR} token (not GPT-2's tokenizer?)")
+    encoded = [e.ids[:max_tokens] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    width = max(len(ids) for ids in encoded)
+    input_ids = np.full((len(encoded), width), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(encoded), width), dtype=np.int64)
+    for row, ids in enumerate(encoded):
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 # ------------------------------------------------------------------------- setup

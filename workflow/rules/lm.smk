@@ -1,0 +1,185 @@
+# Causal language models (GPT-2): a setup of kind causal_lm attributes one of the
+# config's language_models over one component kind. The model and its evaluation
+# stories are made once per language model under lm/NAME/ (generated and trained here,
+# or imported from Hugging Face files and TinyStories), then lm_setup writes each setup's
+# model and data files, which ablate, fit and evaluate read like any other setup's.
+LANGUAGE_MODELS = config.get("language_models", {})
+LM_SETUPS = [name for name, cfg in SETUPS.items() if cfg["kind"] == "causal_lm"]
+
+
+def language_models(source):
+    return "|".join(n for n, c in LANGUAGE_MODELS.items() if c["source"] == source) or "(?!)"
+
+
+def lm_config(wildcards):
+    return LANGUAGE_MODELS[wildcards.lm]
+
+
+def setup_language_model(wildcards):
+    name = setup_config(wildcards)["language_model"]
+    if name not in LANGUAGE_MODELS:
+        raise ValueError(
+            f"config key setups.{wildcards.setup}.language_model names {name!r}, "
+            f"which is not under language_models (defined: {sorted(LANGUAGE_MODELS)})"
+        )
+    return name
+
+
+ruleorder: lm_setup > prepare_digits
+ruleorder: lm_setup > train
+
+
+rule lm_corpus:
+    output:
+        corpus=f"{RESULTS}/lm/{{lm}}/corpus.npz",
+        tokenizer=f"{RESULTS}/lm/{{lm}}/tokenizer.json",
+    log:
+        f"{RESULTS}/logs/lm_corpus/{{lm}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/lm_corpus/{{lm}}.tsv"
+    wildcard_constraints:
+        lm=language_models("generated"),
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        corpus=lambda wildcards: lm_config(wildcards)["corpus"],
+    script:
+        "../scripts/lm_corpus.py"
+
+
+rule lm_train:
+    input:
+        corpus=f"{RESULTS}/lm/{{lm}}/corpus.npz",
+        tokenizer=f"{RESULTS}/lm/{{lm}}/tokenizer.json",
+    output:
+        model=f"{RESULTS}/lm/{{lm}}/model.pt",
+        metrics=f"{RESULTS}/lm/{{lm}}/metrics.json",
+    log:
+        f"{RESULTS}/logs/lm_train/{{lm}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/lm_train/{{lm}}.tsv"
+    wildcard_constraints:
+        lm=language_models("generated"),
+    conda:
+        "../../envs/coar.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        model=lambda wildcards: lm_config(wildcards)["model"],
+        train=lambda wildcards: lm_config(wildcards)["train"],
+        max_tokens=lambda wildcards: lm_config(wildcards)["corpus"]["max_tokens"],
+    script:
+        "../scripts/lm_train.py"
+
+
+rule lm_import_gpt2:
+    input:
+        config=lambda wildcards: download_path(lm_config(wildcards)["files"]["config"]),
+        weights=lambda wildcards: download_path(lm_config(wildcards)["files"]["weights"]),
+    output:
+        model=f"{RESULTS}/lm/{{lm}}/model.pt",
+    log:
+        f"{RESULTS}/logs/lm_import_gpt2/{{lm}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/lm_import_gpt2/{{lm}}.tsv"
+    wildcard_constraints:
+        lm=language_models("huggingface"),
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/lm_import_gpt2.py"
+
+
+rule lm_tinystories:
+    input:
+        stories=lambda wildcards: download_path(lm_config(wildcards)["stories"]["download"]),
+        tokenizer=lambda wildcards: download_path(lm_config(wildcards)["files"]["tokenizer"]),
+    output:
+        corpus=f"{RESULTS}/lm/{{lm}}/corpus.npz",
+    log:
+        f"{RESULTS}/logs/lm_tinystories/{{lm}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/lm_tinystories/{{lm}}.tsv"
+    wildcard_constraints:
+        lm=language_models("huggingface"),
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        stories=lambda wildcards: lm_config(wildcards)["stories"],
+    script:
+        "../scripts/lm_tinystories.py"
+
+
+rule lm_setup:
+    input:
+        model=lambda wildcards: f"{RESULTS}/lm/{setup_language_model(wildcards)}/model.pt",
+        corpus=lambda wildcards: f"{RESULTS}/lm/{setup_language_model(wildcards)}/corpus.npz",
+    output:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+    log:
+        f"{RESULTS}/logs/lm_setup/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/lm_setup/{{setup}}.tsv"
+    wildcard_constraints:
+        setup="|".join(LM_SETUPS) or "(?!)",
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        components=lambda wildcards: setup_config(wildcards)["components"],
+    script:
+        "../scripts/lm_setup.py"
+
+
+rule figI1:
+    input:
+        summaries=lambda wildcards: expand(
+            f"{RESULTS}/eval/{{setup}}/summary.csv", setup=figure_setups("figI1")
+        ),
+        attributions=lambda wildcards: expand(
+            f"{RESULTS}/attributions/{{setup}}/coar.pt", setup=figure_setups("figI1")
+        ),
+        outputs=lambda wildcards: [
+            scatter_outputs_path(setup) for setup in figure_setups("figI1")
+        ],
+    output:
+        report(
+            f"{RESULTS}/figures/figI1.pdf",
+            caption="../report/figI1.rst",
+            category="Figures",
+        ),
+    log:
+        f"{RESULTS}/logs/figures/figI1.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/figI1.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        setups=lambda wildcards: figure_setups("figI1"),
+        scatter_examples=lambda wildcards: [
+            SETUPS[s]["evaluation"]["scatter_example"] for s in figure_setups("figI1")
+        ],
+    script:
+        "../scripts/fig1.py"

@@ -1,0 +1,15 @@
+"""Hugging Face GPT-2 files (config.json, model.safetensors) -> our weights-only checkpoint."""
+
+from coar.lm import import_hf_gpt2, save_lm
+from coar.logs import log_to
+
+log = log_to(snakemake.log[0])
+model = import_hf_gpt2(snakemake.input.config, snakemake.input.weights)
+log.info(
+    "GPT-2: %d layers, %d heads, width %d, %d parameters",
+    model.config.n_layer,
+    model.config.n_head,
+    model.config.n_embd,
+    sum(p.numel() for p in model.parameters()),
+)
+save_lm(model, snakemake.output.model, source=[snakemake.input.config, snakemake.input.weights])

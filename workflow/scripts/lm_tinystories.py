@@ -1,0 +1,19 @@
+"""The last TinyStories validation stories, tokenized with GPT-2's tokenizer (right-padded)."""
+
+import numpy as np
+
+from coar.atomic import atomic_path
+from coar.lm import read_tinystories, tokenize_gpt2
+from coar.logs import log_to
+
+log = log_to(snakemake.log[0])
+cfg = snakemake.params.stories
+texts = read_tinystories(snakemake.input.stories)
+log.info("%s: %d stories; keeping the last %d", snakemake.input.stories, len(texts), cfg["last"])
+if len(texts) < cfg["last"]:
+    raise ValueError(f"{snakemake.input.stories} holds {len(texts)} stories, fewer than {cfg['last']}")
+encoded = tokenize_gpt2(snakemake.input.tokenizer, texts[-cfg["last"] :], cfg["max_tokens"])
+lengths = encoded["attention_mask"].sum(1)
+log.info("%d tokens (%.1f per story, longest %d)", lengths.sum(), lengths.mean(), lengths.max())
+with atomic_path(snakemake.output.corpus) as tmp, open(tmp, "wb") as f:
+    np.savez(f, **{f"eval_{key}": value for key, value in encoded.items()})
