@@ -243,4 +243,3 @@ def load_checkpoint(path) -> tuple[nn.Module, dict]:
         model = build_architecture(arch["architecture"], arch["size"], arch["num_classes"])
     _load_strict(model, payload["state_dict"], str(path))
     return model.eval(), NORMALIZATION[payload["normalization"]]
-
