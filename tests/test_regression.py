@@ -6,6 +6,7 @@ from sklearn.linear_model import Lasso, Ridge
 from coar.fit import fit_from_beton, fit_stats
 from coar.regression import (
     GramStats,
+    RidgeBasis,
     correlation_from_stats,
     lasso,
     lasso_grid,
@@ -134,7 +135,7 @@ def test_ridge_path_validation_mse_matches_direct_fits():
     x, y = synthetic(m=300, p=30, n=3)
     train, val = stats_of(x[:200], y[:200]), stats_of(x[200:], y[200:])
     grid = np.array([1.0, 0.1, 0.01])
-    mses, _ = ridge_path(train, val, grid)
+    mses = ridge_path(RidgeBasis.of(train), val, grid)
     for k, lam in enumerate(grid):
         pred = ridge(stats_of(x[:200], y[:200]), lam).predict(x[200:])
         np.testing.assert_allclose(mses[k], ((pred - y[200:]) ** 2).mean(0), rtol=1e-8)
@@ -247,3 +248,20 @@ def test_cuda_fit_equals_cpu_fit(solver):
         config,
     )
     assert_close_relative(gpu.weight, cpu.weight, 1e-3)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_validation_stats_parked_in_host_memory_give_the_same_numbers():
+    x, y = synthetic(m=3000, p=50, n=8, keep=0.95)
+    train = stats_of(x[:2500], y[:2500], device="cuda")
+    val = stats_of(x[2500:], y[2500:], device="cuda")
+    fit = least_squares(train)
+    np.testing.assert_allclose(
+        correlation_from_stats(fit, val.to("cpu"), device="cuda"),
+        correlation_from_stats(fit, val),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        train.add_(val.to("cpu")).xtx.cpu().numpy(), stats_of(x, y).xtx.numpy()
+    )

@@ -18,6 +18,7 @@ from coar.attributions import Attributions
 from coar.regression import (
     GramStats,
     LinearFit,
+    RidgeBasis,
     correlation_from_stats,
     lasso,
     lasso_grid,
@@ -68,6 +69,12 @@ def fit_stats(train: GramStats, val: GramStats | None, fit_config: dict) -> tupl
         )
     grid_config = {**DEFAULT_GRIDS.get(solver, {}), **fit_config.get("lambda_grid", {})}
     diagnostics: dict = {}
+    work_device = train.device
+    if has_val and work_device.type == "cuda" and not _room_for_three_grams(train):
+        # Solving needs the training Gram and a factor (or centred copy) side by side; the
+        # validation Gram waits in host memory and is streamed back block by block.
+        log.info("parking the validation Gram matrix in host memory to make room")
+        val = val.to("cpu")
     if solver == "least_squares":
         selected = least_squares(train) if has_val else None
         final_args: dict = {}
@@ -75,9 +82,10 @@ def fit_stats(train: GramStats, val: GramStats | None, fit_config: dict) -> tupl
         grid = ridge_grid(
             train, grid_config["n"], grid_config["min_ratio"], grid_config["max_ratio"]
         )
-        mses, _ = ridge_path(train, val, grid)
-        lam = grid[np.argmin(mses, axis=0)]
-        selected = ridge(train, lam)
+        basis = RidgeBasis.of(train)
+        lam = grid[np.argmin(ridge_path(basis, val, grid), axis=0)]
+        selected = basis.fit(lam)
+        del basis
         final_args = {"lam": lam}
         diagnostics["lambda_grid"] = grid.tolist()
     else:
@@ -99,7 +107,7 @@ def fit_stats(train: GramStats, val: GramStats | None, fit_config: dict) -> tupl
         diagnostics["lambda_grid_ratios"] = ratios.tolist()
         diagnostics["lasso_iterations"] = path["iterations"]
     if has_val:
-        diagnostics["val_corr"] = correlation_from_stats(selected, val)
+        diagnostics["val_corr"] = correlation_from_stats(selected, val, device=work_device)
         train.add_(val)
     if solver == "least_squares":
         final = least_squares(train)
@@ -108,6 +116,12 @@ def fit_stats(train: GramStats, val: GramStats | None, fit_config: dict) -> tupl
     else:
         final = lasso(train, **final_args)
     return final, diagnostics
+
+
+def _room_for_three_grams(stats: GramStats) -> bool:
+    gram_bytes = stats.xtx.numel() * stats.xtx.element_size()
+    total = torch.cuda.get_device_properties(stats.device).total_memory
+    return 3 * gram_bytes + 4 * stats.xty.numel() * stats.xty.element_size() < 0.9 * total
 
 
 def accumulate_beton(

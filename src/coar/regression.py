@@ -116,14 +116,31 @@ class GramStats:
         )
 
     def add_(self, other: GramStats) -> GramStats:
-        """In-place sum (no new p x p matrix)."""
-        self.xtx += other.xtx
-        self.xty += other.xty
-        self.x_sum += other.x_sum
-        self.y_sum += other.y_sum
-        self.y_sq += other.y_sq
+        """In-place sum (no new p x p matrix); `other` may live on another device."""
+        for i in range(0, self.p, BLOCK_ROWS):
+            self.xtx[i : i + BLOCK_ROWS] += other.xtx[i : i + BLOCK_ROWS].to(self.device)
+        self.xty += other.xty.to(self.device)
+        self.x_sum += other.x_sum.to(self.device)
+        self.y_sum += other.y_sum.to(self.device)
+        self.y_sq += other.y_sq.to(self.device)
         self.n += other.n
         return self
+
+    def to(self, device) -> GramStats:
+        """The same sums on `device` (e.g. parked in host memory to free GPU memory)."""
+        device = torch.device(device)
+        move = lambda t: t.to(device)  # noqa: E731
+        return GramStats(
+            move(self.xtx),
+            move(self.xty),
+            move(self.x_sum),
+            move(self.y_sum),
+            move(self.y_sq),
+            self.n,
+        )
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.xtx, self.xty))
 
     def x_mean(self) -> torch.Tensor:
         return self.x_sum.to(torch.float64) / self.n
@@ -218,40 +235,57 @@ def mse_from_stats(weight: torch.Tensor, bias: torch.Tensor, stats: GramStats) -
     """Per-target mean squared error of bias + X w on the rows summarised by `stats`.
 
     sum (y - b - Xw)^2 = sum y^2 - 2 b sum y - 2 w.X^T y + n b^2 + 2 b s.w + w^T X^T X w.
+    Computed on `weight`'s device; `stats` may live elsewhere (streamed in blocks).
     """
+    device = weight.device
     w = weight.to(stats.dtype)
-    b = bias.to(torch.float64)
+    b = bias.to(device, torch.float64)
     quad = _quadratic_forms(stats.xtx, w)
-    sw = (stats.x_sum @ w).to(torch.float64)
-    wxy = (w * stats.xty).sum(0).to(torch.float64)
-    total = stats.y_sq - 2 * b * stats.y_sum - 2 * wxy + stats.n * b * b + 2 * b * sw + quad
+    sw = (stats.x_sum.to(device) @ w).to(torch.float64)
+    wxy = _column_dots(stats.xty, w)
+    y_sum, y_sq = stats.y_sum.to(device), stats.y_sq.to(device)
+    total = y_sq - 2 * b * y_sum - 2 * wxy + stats.n * b * b + 2 * b * sw + quad
     return total.clamp_min(0) / stats.n
 
 
 def _quadratic_forms(gram: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """diag(w^T G w) per column of w, in float64, computed in row blocks of G."""
+    """diag(w^T G w) per column of w, in float64, on w's device, in row blocks of G
+    (G may live in host memory: each block is copied over)."""
     out = torch.zeros(w.shape[1], dtype=torch.float64, device=w.device)
     for i in range(0, gram.shape[0], BLOCK_ROWS):
-        out += ((gram[i : i + BLOCK_ROWS] @ w) * w[i : i + BLOCK_ROWS]).sum(0).to(torch.float64)
+        block = gram[i : i + BLOCK_ROWS].to(w.device, non_blocking=True)
+        out += ((block @ w) * w[i : i + BLOCK_ROWS]).sum(0).to(torch.float64)
     return out
 
 
-def correlation_from_stats(fit: LinearFit, stats: GramStats) -> np.ndarray:
+def _column_dots(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """sum_i a[i, j] w[i, j] per column, float64, on w's device, in row blocks of a."""
+    out = torch.zeros(w.shape[1], dtype=torch.float64, device=w.device)
+    for i in range(0, a.shape[0], BLOCK_ROWS):
+        block = a[i : i + BLOCK_ROWS].to(w.device, non_blocking=True)
+        out += (block * w[i : i + BLOCK_ROWS]).sum(0).to(torch.float64)
+    return out
+
+
+def correlation_from_stats(fit: LinearFit, stats: GramStats, device=None) -> np.ndarray:
     """Per-target Pearson correlation between predictions and targets on the rows of `stats`.
 
     Computed from the sums alone (no pass over the rows): with p = b + X w,
     sum p = n b + s.w, sum p^2 = n b^2 + 2 b s.w + w^T X^T X w, sum p y = b sum y + w.X^T y.
+    `device` (default: the stats') is where the products are computed.
     """
+    device = torch.device(device) if device is not None else stats.device
     n = stats.n
-    w = torch.as_tensor(fit.weight, device=stats.device).to(stats.dtype)
-    b = torch.as_tensor(fit.bias, device=stats.device).to(torch.float64)
-    sw = (stats.x_sum @ w).to(torch.float64)
+    w = torch.as_tensor(fit.weight).to(device, stats.dtype)
+    b = torch.as_tensor(fit.bias).to(device, torch.float64)
+    y_sum, y_sq = stats.y_sum.to(device), stats.y_sq.to(device)
+    sw = (stats.x_sum.to(device) @ w).to(torch.float64)
     sum_p = n * b + sw
     sum_pp = n * b**2 + 2 * b * sw + _quadratic_forms(stats.xtx, w)
-    sum_py = b * stats.y_sum + (w * stats.xty).sum(0).to(torch.float64)
-    cov = sum_py - sum_p * stats.y_sum / n
+    sum_py = b * y_sum + _column_dots(stats.xty, w)
+    cov = sum_py - sum_p * y_sum / n
     var_p = sum_pp - sum_p**2 / n
-    var_y = stats.y_sq - stats.y_sum**2 / n
+    var_y = y_sq - y_sum**2 / n
     corr = cov / torch.sqrt(var_p * var_y)
     corr[(var_p <= 0) | (var_y <= 0)] = float("nan")
     return corr.cpu().numpy()
@@ -268,35 +302,57 @@ def ridge_grid(stats: GramStats, n_lambdas: int, min_ratio: float, max_ratio: fl
     return variance * np.geomspace(max_ratio, min_ratio, n_lambdas)
 
 
-def _ridge_solutions(stats: GramStats):
-    """Eigenbasis of the per-row centred Gram: returns (evals, evecs, evecs^T c)."""
-    sxx = stats.centred_gram()
-    sxx /= stats.n
-    evals, evecs = torch.linalg.eigh(sxx)
-    del sxx
-    projected = evecs.T @ (stats.centred_xty() / stats.n)
-    return evals.clamp_min(0), evecs, projected
+@dataclass
+class RidgeBasis:
+    """Eigendecomposition of the per-row centred Gram matrix S_xx / n = Q diag(s) Q^T,
+    with Q^T S_xy / n: every ridge solution is then Q (Q^T c / (s + lam))."""
+
+    evals: torch.Tensor
+    evecs: torch.Tensor
+    projected: torch.Tensor
+    x_mean: torch.Tensor
+    y_mean: torch.Tensor
+
+    @classmethod
+    def of(cls, stats: GramStats) -> RidgeBasis:
+        _check_rows(stats)
+        sxx = stats.centred_gram()
+        sxx /= stats.n
+        evals, evecs = torch.linalg.eigh(sxx)
+        del sxx
+        projected = evecs.T @ (stats.centred_xty() / stats.n)
+        return cls(evals.clamp_min(0), evecs, projected, stats.x_mean(), stats.y_mean())
+
+    def weight(self, lam) -> torch.Tensor:
+        """Solutions (p, N) for lam a scalar or one value per target."""
+        lam = torch.as_tensor(lam, device=self.evals.device).to(self.evals.dtype)
+        shrink = 1.0 / (self.evals[:, None] + lam.reshape(1, -1))
+        return self.evecs @ (self.projected * shrink)
+
+    def fit(self, lam) -> LinearFit:
+        weight = self.weight(lam).to(torch.float64)
+        lam = np.broadcast_to(np.asarray(lam, dtype=np.float64), (weight.shape[1],)).copy()
+        return LinearFit(
+            weight=weight.cpu().numpy(),
+            bias=(self.y_mean - self.x_mean @ weight).cpu().numpy(),
+            lam=lam,
+            info={"method": "eigh"},
+        )
 
 
-def ridge_path(train: GramStats, val: GramStats, lambdas) -> tuple[np.ndarray, np.ndarray]:
-    """Validation MSE (n_lambdas, N) of ridge fits on `train` for each lam, and the grid."""
-    lambdas = np.asarray(lambdas, dtype=np.float64)
-    evals, evecs, projected = _ridge_solutions(train)
+def ridge_path(basis: RidgeBasis, val: GramStats, lambdas) -> np.ndarray:
+    """Validation MSE (n_lambdas, N) of the ridge fits in `basis` for each lam of the grid."""
     mses = []
-    for lam in lambdas:
-        weight = evecs @ (projected / (evals + lam)[:, None])
-        bias = train.y_mean() - train.x_mean() @ weight.to(torch.float64)
+    for lam in np.asarray(lambdas, dtype=np.float64):
+        weight = basis.weight(lam)
+        bias = basis.y_mean - basis.x_mean @ weight.to(torch.float64)
         mses.append(mse_from_stats(weight, bias, val).cpu().numpy())
-    return np.stack(mses), lambdas
+    return np.stack(mses)
 
 
 def ridge(stats: GramStats, lam) -> LinearFit:
     """Ridge fit on all rows of `stats`, with lam a scalar or one value per target."""
-    _check_rows(stats)
-    lam = torch.as_tensor(np.broadcast_to(lam, (stats.xty.shape[1],)).copy(), device=stats.device)
-    evals, evecs, projected = _ridge_solutions(stats)
-    weight = evecs @ (projected / (evals[:, None] + lam[None, :].to(evals.dtype)))
-    return _to_fit(weight, stats, lam=lam, info={"method": "eigh"})
+    return RidgeBasis.of(stats).fit(lam)
 
 
 # --- lasso ---------------------------------------------------------------------------
