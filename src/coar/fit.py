@@ -93,9 +93,10 @@ def fit_stats(train: GramStats, val: GramStats | None, fit_config: dict) -> tupl
         grid = lasso_grid(train, grid_config["n"], grid_config["min_ratio"])
         path = lasso_path(train, val, grid, **settings)
         lam = path["lam"]
+        weight = path["weight"].cpu().to(torch.float64)
         selected = LinearFit(
-            weight=path["weight"].to(torch.float64).cpu().numpy(),
-            bias=(train.y_mean() - train.x_mean() @ path["weight"].to(torch.float64)).cpu().numpy(),
+            weight=weight.numpy(),
+            bias=(train.y_mean().cpu() - train.x_mean().cpu() @ weight).numpy(),
         )
         final_args = {
             "lam": lam.cpu().numpy(),

@@ -38,8 +38,14 @@ log = logging.getLogger(__name__)
 # float32 represents every integer up to 2^24 exactly: the row-count limit for exact
 # float32 X^T X and column sums.
 FLOAT32_EXACT_ROWS = 2**24
-# Rows of a p x p matrix processed at once by the blockwise helpers (bounds temporaries).
-BLOCK_ROWS = 4096
+# Elements of a float64 temporary in the blockwise helpers (256 MiB): bounds the memory
+# that centring or streaming a p x p matrix needs on top of the matrix itself.
+BLOCK_ELEMENTS = 2**25
+
+
+def block_rows(width: int) -> int:
+    """Rows of a (., width) matrix processed at once by the blockwise helpers."""
+    return max(64, BLOCK_ELEMENTS // max(width, 1))
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -117,8 +123,9 @@ class GramStats:
 
     def add_(self, other: GramStats) -> GramStats:
         """In-place sum (no new p x p matrix); `other` may live on another device."""
-        for i in range(0, self.p, BLOCK_ROWS):
-            self.xtx[i : i + BLOCK_ROWS] += other.xtx[i : i + BLOCK_ROWS].to(self.device)
+        rows = block_rows(self.p)
+        for i in range(0, self.p, rows):
+            self.xtx[i : i + rows] += other.xtx[i : i + rows].to(self.device)
         self.xty += other.xty.to(self.device)
         self.x_sum += other.x_sum.to(self.device)
         self.y_sum += other.y_sum.to(self.device)
@@ -152,19 +159,21 @@ class GramStats:
         """S_xx = X^T X - n mu mu^T as a new matrix in the stats' dtype (centred in float64)."""
         mu = self.x_mean()
         out = torch.empty_like(self.xtx)
-        for i in range(0, self.p, BLOCK_ROWS):
+        rows = block_rows(self.p)
+        for i in range(0, self.p, rows):
             # (a float64 xtx must not be modified: compute out of place)
-            block = self.xtx[i : i + BLOCK_ROWS].to(torch.float64)
-            out[i : i + BLOCK_ROWS] = block - self.n * mu[i : i + BLOCK_ROWS, None] * mu[None, :]
+            block = self.xtx[i : i + rows].to(torch.float64)
+            out[i : i + rows] = block - self.n * mu[i : i + rows, None] * mu[None, :]
         return out
 
     def centred_xty(self) -> torch.Tensor:
         """S_xy = X^T Y - n mu ybar^T (p, N)."""
         mu, ybar = self.x_mean(), self.y_mean()
         out = torch.empty_like(self.xty)
-        for i in range(0, self.p, BLOCK_ROWS):
-            block = self.xty[i : i + BLOCK_ROWS].to(torch.float64)
-            out[i : i + BLOCK_ROWS] = block - self.n * mu[i : i + BLOCK_ROWS, None] * ybar[None, :]
+        rows = block_rows(self.xty.shape[1])
+        for i in range(0, self.p, rows):
+            block = self.xty[i : i + rows].to(torch.float64)
+            out[i : i + rows] = block - self.n * mu[i : i + rows, None] * ybar[None, :]
         return out
 
 
@@ -182,8 +191,9 @@ class LinearFit:
 
 
 def _to_fit(weight: torch.Tensor, stats: GramStats, lam=None, info=None) -> LinearFit:
-    w64 = weight.to(torch.float64)
-    bias = stats.y_mean() - stats.x_mean() @ w64
+    # To the host before widening to float64: no float64 copy of (p, N) on the GPU.
+    w64 = weight.cpu().to(torch.float64)
+    bias = stats.y_mean().cpu() - stats.x_mean().cpu() @ w64
     return LinearFit(
         weight=w64.cpu().numpy(),
         bias=bias.cpu().numpy(),
@@ -252,18 +262,20 @@ def _quadratic_forms(gram: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """diag(w^T G w) per column of w, in float64, on w's device, in row blocks of G
     (G may live in host memory: each block is copied over)."""
     out = torch.zeros(w.shape[1], dtype=torch.float64, device=w.device)
-    for i in range(0, gram.shape[0], BLOCK_ROWS):
-        block = gram[i : i + BLOCK_ROWS].to(w.device, non_blocking=True)
-        out += ((block @ w) * w[i : i + BLOCK_ROWS]).sum(0).to(torch.float64)
+    rows = block_rows(max(gram.shape[1], w.shape[1]))
+    for i in range(0, gram.shape[0], rows):
+        block = gram[i : i + rows].to(w.device, non_blocking=True)
+        out += ((block @ w) * w[i : i + rows]).sum(0).to(torch.float64)
     return out
 
 
 def _column_dots(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """sum_i a[i, j] w[i, j] per column, float64, on w's device, in row blocks of a."""
     out = torch.zeros(w.shape[1], dtype=torch.float64, device=w.device)
-    for i in range(0, a.shape[0], BLOCK_ROWS):
-        block = a[i : i + BLOCK_ROWS].to(w.device, non_blocking=True)
-        out += (block * w[i : i + BLOCK_ROWS]).sum(0).to(torch.float64)
+    rows = block_rows(w.shape[1])
+    for i in range(0, a.shape[0], rows):
+        block = a[i : i + rows].to(w.device, non_blocking=True)
+        out += (block * w[i : i + rows]).sum(0).to(torch.float64)
     return out
 
 
@@ -330,11 +342,11 @@ class RidgeBasis:
         return self.evecs @ (self.projected * shrink)
 
     def fit(self, lam) -> LinearFit:
-        weight = self.weight(lam).to(torch.float64)
+        weight = self.weight(lam).cpu().to(torch.float64)
         lam = np.broadcast_to(np.asarray(lam, dtype=np.float64), (weight.shape[1],)).copy()
         return LinearFit(
-            weight=weight.cpu().numpy(),
-            bias=(self.y_mean - self.x_mean @ weight).cpu().numpy(),
+            weight=weight.numpy(),
+            bias=(self.y_mean.cpu() - self.x_mean.cpu() @ weight).numpy(),
             lam=lam,
             info={"method": "eigh"},
         )
