@@ -9,6 +9,7 @@ sizes: tiny architectures with random weights, a few masks, a few examples.
 import hashlib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from loopback import FileServer
@@ -17,6 +18,7 @@ from test_workflow import snakemake as run_snakemake
 from tiny_sources import (
     write_cifar10_tarball,
     write_imagenet_val,
+    write_original_datamodels,
     write_original_miniresnet,
     write_torchvision_weights,
 )
@@ -25,6 +27,11 @@ from coar.attributions import Attributions
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 SMOKE_SETUPS = ["cifar_miniresnet", "imagenet_resnet50"]
+TARGETS = ["results/figures/fig1.pdf"] + [
+    f"results/{kind}"
+    for setup in SMOKE_SETUPS
+    for kind in (f"eval/{setup}/published_comparison.csv", f"figures/published_{setup}.pdf")
+]
 ALPHA_TRAIN = {
     name: cfg["ablation"]["alpha_train"]
     for name, cfg in yaml.safe_load(PAPER.read_text())["setups"].items()
@@ -42,6 +49,9 @@ def make_files(directory):
     write_original_miniresnet(directory / "model_cifar_miniresnet.pt")
     write_cifar10_tarball(directory / "cifar-10-python.tar.gz", n=12)
     write_torchvision_weights(directory / "resnet50-0676ba61.pth", "imagenet_resnet50")
+    # The authors' datamodels.pt (standardised units, fp16), one NaN as in their B file.
+    write_original_datamodels(directory / "attr_cifar.pt", p=5 * 8, n=12, nan=False)
+    write_original_datamodels(directory / "attr_imagenet_resnet50.pt", p=424, n=12, nan=True)
     return {path.name: path.read_bytes() for path in directory.iterdir()}
 
 
@@ -89,7 +99,7 @@ def smoke_run(tmp_path_factory):
         overlay = write_yaml(
             workdir / "smoke.yaml", smoke_overlay(server.url, files, workdir / "imagenet" / "val")
         )
-        result = snakemake(workdir, PAPER, overlay, targets=["results/figures/fig1.pdf"])
+        result = snakemake(workdir, PAPER, overlay, targets=TARGETS)
     assert result.returncode == 0, result.stderr[-6000:]
     return workdir, overlay, files
 
@@ -110,6 +120,31 @@ def test_paper_rules_run_on_tiny_architectures(smoke_run):
     assert not any("downsample" in name for name in b.component_names)
     check = yaml.safe_load((results / "data" / "imagenet_val.check.json").read_text())
     assert check["images"] == 12
+
+
+@pytest.mark.workflow
+def test_published_attributions_are_converted_and_compared(smoke_run):
+    workdir, _, _ = smoke_run
+    results = workdir / "results"
+    published = Attributions.load(
+        results / "attributions" / "imagenet_resnet50" / "published_test.pt"
+    )
+    assert published.meta["n_nan"] == 1 and published.meta["nan_examples"] == [0]
+    assert (
+        "1 NaN entries"
+        in (
+            results / "logs" / "convert_published_attributions" / "imagenet_resnet50_test.log"
+        ).read_text()
+    )
+    for setup, undefined in (("cifar_miniresnet", 0), ("imagenet_resnet50", 1)):
+        summary = pd.read_csv(results / "eval" / setup / "published_comparison.csv")
+        assert set(summary.method) == {"coar", "published", "agreement"}
+        rows = summary.set_index("method")
+        assert rows.loc["agreement", "n_undefined"] == undefined
+        assert rows.loc["published", "n_undefined"] >= undefined
+        per_example = pd.read_csv(results / "eval" / setup / "published_per_example.csv")
+        assert len(per_example) == 12 and "agreement" in per_example.columns
+        assert (results / "figures" / f"published_{setup}.pdf").read_bytes()[:4] == b"%PDF"
 
 
 @pytest.mark.workflow
@@ -140,6 +175,7 @@ def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
     assert jobs["import_model"] == jobs["prepare_examples"] == jobs["fit"] == 3
     assert jobs["ablate"] == 50 + 200 + 100
     assert jobs["evaluation_outputs"] == 9
+    assert jobs["convert_published_attributions"] == jobs["compare_published_attributions"] == 3
 
 
 def test_missing_imagenet_val_is_named_precisely(tmp_path):
