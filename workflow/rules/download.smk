@@ -31,7 +31,9 @@ for _name, _entry in DOWNLOADS.items():
         name:
             "download_" + re.sub(r"\W", "_", _name)
         output:
-            file=ensure(f"{DOWNLOADS_DIR}/{_name}", non_empty=True, **pinned_checksum(_entry)),
+            file=ensure(
+                f"{DOWNLOADS_DIR}/{_name}", non_empty=True, **pinned_checksum(_entry)
+            ),
             record=f"{DOWNLOADS_DIR}/{_name}.json",
         log:
             f"{DOWNLOADS_DIR}/logs/{_name}.log",

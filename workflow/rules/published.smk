@@ -30,7 +30,9 @@ def published_targets():
 
 rule convert_published_attributions:
     input:
-        published=lambda wildcards: download_path(published_config(wildcards)["download"]),
+        published=lambda wildcards: download_path(
+            published_config(wildcards)["download"]
+        ),
         model=f"{RESULTS}/models/{{setup}}.pt",
         data=f"{RESULTS}/data/{{setup}}.npz",
     output:

@@ -12,7 +12,11 @@ def split_betons(wildcards):
     """Split name -> the beton its examples come from (prepared here or downloaded)."""
     splits = SETUPS[wildcards.setup]["source"]["splits"]
     return {
-        split: PREPARED_BETONS[src["beton"]] if "beton" in src else download_path(src["download"])
+        split: (
+            PREPARED_BETONS[src["beton"]]
+            if "beton" in src
+            else download_path(src["download"])
+        )
         for split, src in splits.items()
     }
 
