@@ -112,3 +112,22 @@ def test_imagenet_val_check_names_what_is_missing(tmp_path):
     assert "3 class folders, expected 4" in message and "n01440765 (1)" in message
     with pytest.raises(DatasetError, match="does not exist"):
         check_imagenet_val(tmp_path / "nowhere")
+
+
+def test_clip_loads_from_a_state_dict_in_openai_layout(tmp_path):
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    from coar.checkpoints import load_clip
+
+    torch.manual_seed(0)
+    tiny = CLIP(
+        embed_dim=16,
+        vision_cfg=CLIPVisionCfg(layers=1, width=64, patch_size=8, image_size=32),
+        text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1),
+        quick_gelu=True,  # OpenAI's activation, which open_clip assumes for their files
+    ).eval()
+    torch.save(tiny.state_dict(), tmp_path / "clip.pt")
+    model = load_clip(tmp_path / "clip.pt")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(x), tiny.encode_image(x))

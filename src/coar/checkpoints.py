@@ -38,6 +38,10 @@ from coar.models import MiniResNet
 NORMALIZATION = {
     "cifar": {"mean": [125.307, 122.961, 113.8575], "std": [51.5865, 50.847, 51.255]},
     "imagenet": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
+    "openai_clip": {
+        "mean": [122.770938, 116.7460125, 104.09373615],
+        "std": [68.5005327, 66.6321579, 70.32316305],
+    },
 }
 
 
@@ -243,3 +247,20 @@ def load_checkpoint(path) -> tuple[nn.Module, dict]:
         model = build_architecture(arch["architecture"], arch["size"], arch["num_classes"])
     _load_strict(model, payload["state_dict"], str(path))
     return model.eval(), NORMALIZATION[payload["normalization"]]
+
+
+def load_clip(path) -> nn.Module:
+    """OpenAI's CLIP (ViT-B/16 for the typographic-attack experiment), float32, on the CPU.
+
+    OpenAI publishes TorchScript archives; ``torch.jit.load`` runs only TorchScript (no
+    arbitrary Python, unlike unpickling with weights_only=False) and the file's full
+    sha256 is pinned by the download rule. A plain state dict in OpenAI's key layout
+    loads too (``weights_only=True``). open_clip rebuilds a regular module from it;
+    the image encoder is ``model.visual``. Inputs are normalised with
+    ``NORMALIZATION["openai_clip"]``.
+    """
+    import open_clip
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"CLIP checkpoint {path} does not exist")
+    return open_clip.load_openai_model(str(path), precision="fp32", device="cpu").eval()
