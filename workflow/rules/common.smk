@@ -58,4 +58,6 @@ def figure_setups(figure):
 
 
 def all_targets():
-    return [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
+    return [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]] + (
+        published_targets()  # workflow/rules/published.smk
+    )

@@ -1,0 +1,87 @@
+# The authors' published attributions: converted to our format (NaNs counted and kept),
+# then compared with ours (agreement per example; their accuracy under our evaluation).
+
+
+def published_config(wildcards):
+    source = SETUPS[wildcards.setup].get("source", {})
+    published = source.get("published_attributions", {})
+    if wildcards.split not in published:
+        raise ValueError(
+            f"setup {wildcards.setup!r} has no published attributions for split "
+            f"{wildcards.split!r} (config key setups.{wildcards.setup}.source."
+            "published_attributions)"
+        )
+    return published[wildcards.split]
+
+
+def published_targets():
+    """The comparison of every setup in a figure that has published test attributions."""
+    setups = {s for figure in config["figures"] for s in figure_setups(figure)}
+    return [
+        path
+        for setup in sorted(setups)
+        if "test" in SETUPS[setup].get("source", {}).get("published_attributions", {})
+        for path in (
+            f"{RESULTS}/eval/{setup}/published_comparison.csv",
+            f"{RESULTS}/figures/published_{setup}.pdf",
+        )
+    ]
+
+
+rule convert_published_attributions:
+    input:
+        published=lambda wildcards: download_path(
+            published_config(wildcards)["download"]
+        ),
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+    output:
+        f"{RESULTS}/attributions/{{setup}}/published_{{split}}.pt",
+    log:
+        f"{RESULTS}/logs/convert_published_attributions/{{setup}}_{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/convert_published_attributions/{{setup}}_{{split}}.tsv"
+    wildcard_constraints:
+        setup=REAL_SETUP_PATTERN,
+        split="[a-z]+",
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    params:
+        published=published_config,
+    script:
+        "../scripts/convert_published_attributions.py"
+
+
+rule compare_published_attributions:
+    input:
+        ours=f"{RESULTS}/attributions/{{setup}}/coar.pt",
+        published=f"{RESULTS}/attributions/{{setup}}/published_test.pt",
+        outputs=evaluation_output_paths,
+    output:
+        summary=f"{RESULTS}/eval/{{setup}}/published_comparison.csv",
+        per_example=f"{RESULTS}/eval/{{setup}}/published_per_example.csv",
+        figure=report(
+            f"{RESULTS}/figures/published_{{setup}}.pdf",
+            caption="../report/published.rst",
+            category="Published attributions",
+        ),
+    log:
+        f"{RESULTS}/logs/compare_published_attributions/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/compare_published_attributions/{{setup}}.tsv"
+    wildcard_constraints:
+        setup=REAL_SETUP_PATTERN,
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    params:
+        evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
+    script:
+        "../scripts/compare_published_attributions.py"

@@ -1,0 +1,134 @@
+# The paper's setups: evaluation sets as FFCV betons, examples files, imported models.
+# Setups with a `source` (config) take these rules; mini_digits keeps prepare_digits/train.
+REAL_SETUPS = [name for name, cfg in SETUPS.items() if "source" in cfg]
+REAL_SETUP_PATTERN = "|".join(REAL_SETUPS) or "(?!)"
+PREPARED_BETONS = {
+    "cifar10_test": f"{RESULTS}/data/cifar10_test.beton",
+    "imagenet_val": f"{RESULTS}/data/imagenet_val.beton",
+}
+
+
+def split_betons(wildcards):
+    """Split name -> the beton its examples come from (prepared here or downloaded)."""
+    splits = SETUPS[wildcards.setup]["source"]["splits"]
+    return {
+        split: (
+            PREPARED_BETONS[src["beton"]]
+            if "beton" in src
+            else download_path(src["download"])
+        )
+        for split, src in splits.items()
+    }
+
+
+def model_download(wildcards):
+    return download_path(SETUPS[wildcards.setup]["source"]["model"]["download"])
+
+
+ruleorder: prepare_examples > prepare_digits
+ruleorder: import_model > train
+
+
+rule check_imagenet_val:
+    output:
+        f"{RESULTS}/data/imagenet_val.check.json",
+    log:
+        f"{RESULTS}/logs/check_imagenet_val.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check_imagenet_val.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    params:
+        imagenet=config.get("imagenet_val"),
+    script:
+        "../scripts/check_imagenet_val.py"
+
+
+rule prepare_imagenet_val:
+    input:
+        f"{RESULTS}/data/imagenet_val.check.json",
+    output:
+        f"{RESULTS}/data/imagenet_val.beton",
+    log:
+        f"{RESULTS}/logs/prepare_imagenet_val.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_imagenet_val.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        imagenet=config.get("imagenet_val"),
+    script:
+        "../scripts/prepare_imagenet_val.py"
+
+
+rule prepare_cifar10_test:
+    input:
+        lambda wildcards: download_path("cifar-10-python.tar.gz"),
+    output:
+        f"{RESULTS}/data/cifar10_test.beton",
+    log:
+        f"{RESULTS}/logs/prepare_cifar10_test.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_cifar10_test.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/prepare_cifar10_test.py"
+
+
+rule prepare_examples:
+    input:
+        unpack(split_betons),
+    output:
+        f"{RESULTS}/data/{{setup}}.npz",
+    log:
+        f"{RESULTS}/logs/prepare_examples/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_examples/{{setup}}.tsv"
+    wildcard_constraints:
+        setup=REAL_SETUP_PATTERN,
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        splits=lambda wildcards: setup_config(wildcards)["source"]["splits"],
+    script:
+        "../scripts/prepare_examples.py"
+
+
+rule import_model:
+    input:
+        model_download,
+    output:
+        f"{RESULTS}/models/{{setup}}.pt",
+    log:
+        f"{RESULTS}/logs/import_model/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/import_model/{{setup}}.tsv"
+    wildcard_constraints:
+        setup=REAL_SETUP_PATTERN,
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        model=lambda wildcards: setup_config(wildcards)["source"]["model"],
+    script:
+        "../scripts/import_model.py"
