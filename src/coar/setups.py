@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from coar.components import ComponentSpec, conv_filters
+from coar.lm import load_causal_lm
 from coar.models import load_model
 from coar.outputs import margin
 
@@ -55,6 +56,7 @@ def _load_image_setup(name: str, model_path, data_path, device: torch.device) ->
 LOADERS = {"mini_digits": load_mini_digits}
 # The paper's setups: imported checkpoints and prepared examples (coar.real_setups).
 LOADERS.update(dict.fromkeys(REAL_SETUP_KINDS, _load_image_setup))
+LOADERS["causal_lm"] = load_causal_lm  # GPT-2 and the tiny GPT-2 (coar.lm)
 
 
 def load_setup(name: str, kind: str, model_path, data_path, device: torch.device) -> Setup:

@@ -69,7 +69,7 @@ def story(seed: int, index: int) -> str:
             f'{friend} said, "I will help you find your {thing}."',
             f"They found the {colour} {thing} under a tree.",
         ]
-        ending = f"{hero} was {good} and said, \"Thank you, {friend}!\""
+        ending = f'{hero} was {good} and said, "Thank you, {friend}!"'
     elif plot == 1:  # sharing
         middle = [
             f"One day, {hero} met {friend} at the {place}.",

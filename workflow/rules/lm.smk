@@ -8,7 +8,10 @@ LM_SETUPS = [name for name, cfg in SETUPS.items() if cfg["kind"] == "causal_lm"]
 
 
 def language_models(source):
-    return "|".join(n for n, c in LANGUAGE_MODELS.items() if c["source"] == source) or "(?!)"
+    return (
+        "|".join(n for n, c in LANGUAGE_MODELS.items() if c["source"] == source)
+        or "(?!)"
+    )
 
 
 def lm_config(wildcards):
@@ -81,7 +84,9 @@ rule lm_train:
 rule lm_import_gpt2:
     input:
         config=lambda wildcards: download_path(lm_config(wildcards)["files"]["config"]),
-        weights=lambda wildcards: download_path(lm_config(wildcards)["files"]["weights"]),
+        weights=lambda wildcards: download_path(
+            lm_config(wildcards)["files"]["weights"]
+        ),
     output:
         model=f"{RESULTS}/lm/{{lm}}/model.pt",
     log:
@@ -102,8 +107,12 @@ rule lm_import_gpt2:
 
 rule lm_tinystories:
     input:
-        stories=lambda wildcards: download_path(lm_config(wildcards)["stories"]["download"]),
-        tokenizer=lambda wildcards: download_path(lm_config(wildcards)["files"]["tokenizer"]),
+        stories=lambda wildcards: download_path(
+            lm_config(wildcards)["stories"]["download"]
+        ),
+        tokenizer=lambda wildcards: download_path(
+            lm_config(wildcards)["files"]["tokenizer"]
+        ),
     output:
         corpus=f"{RESULTS}/lm/{{lm}}/corpus.npz",
     log:

@@ -2,6 +2,7 @@
 the evaluation stories (the data file every setup has)."""
 
 import numpy as np
+
 from coar.atomic import atomic_path
 from coar.components import component_spec
 from coar.lm import load_lm, save_lm

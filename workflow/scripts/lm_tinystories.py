@@ -11,7 +11,9 @@ cfg = snakemake.params.stories
 texts = read_tinystories(snakemake.input.stories)
 log.info("%s: %d stories; keeping the last %d", snakemake.input.stories, len(texts), cfg["last"])
 if len(texts) < cfg["last"]:
-    raise ValueError(f"{snakemake.input.stories} holds {len(texts)} stories, fewer than {cfg['last']}")
+    raise ValueError(
+        f"{snakemake.input.stories} holds {len(texts)} stories, fewer than {cfg['last']}"
+    )
 encoded = tokenize_gpt2(snakemake.input.tokenizer, texts[-cfg["last"] :], cfg["max_tokens"])
 lengths = encoded["attention_mask"].sum(1)
 log.info("%d tokens (%.1f per story, longest %d)", lengths.sum(), lengths.mean(), lengths.max())
