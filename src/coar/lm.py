@@ -170,7 +170,7 @@ def import_hf_gpt2(config_path, weights_path) -> nn.Module:
     state = {
         (k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}"): v
         for k, v in weights.items()
-        if not k.endswith(("attn.bias", "attn.masked_bias"))
+        if not k.endswith((".attn.bias", ".attn.masked_bias"))
     }
     return gpt2_model(config, state)
 
@@ -188,7 +188,6 @@ def tiny_gpt2(vocab_size: int, n_positions: int, arch: dict, seed: int) -> nn.Mo
             n_inner=arch["n_inner"],
             bos_token_id=1,
             eos_token_id=2,
-            pad_token_id=0,
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,

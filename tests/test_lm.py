@@ -1,0 +1,194 @@
+"""Causal LMs: the margin output, stories and tokenizer, GPT-2 checkpoints, setups."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from coar.components import component_spec, zero_components
+from coar.lm import (
+    IGNORE,
+    check_right_padded,
+    import_hf_gpt2,
+    load_causal_lm,
+    load_lm,
+    mean_token_margin,
+    next_token_targets,
+    read_tinystories,
+    save_lm,
+    tiny_gpt2,
+)
+from coar.masking import MaskedModel, ablated_outputs
+from coar.masks import sample_masks
+from coar.stories import PAD, WordTokenizer, stories, story
+
+ARCH = dict(n_layer=2, n_head=4, n_embd=16, n_inner=32)
+
+
+def margin_loop(logits, input_ids, attention_mask):
+    """The original code's per-sequence loop: for a sequence of L real tokens, positions
+    0..L-2 predict tokens 1..L-1; margin = correct logit - max of the other logits."""
+    result = []
+    for row in range(len(input_ids)):
+        length = int(attention_mask[row].sum())
+        margins = []
+        for t in range(length - 1):
+            scores = logits[row, t].double().clone()
+            correct = scores[input_ids[row, t + 1]].item()
+            scores[input_ids[row, t + 1]] = -np.inf
+            margins.append(correct - scores.max().item())
+        result.append(np.mean(margins))
+    return np.array(result)
+
+
+def padded_batch(lengths, vocab, width, generator):
+    input_ids = torch.randint(3, vocab, (len(lengths), width), generator=generator)
+    attention_mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return input_ids.masked_fill(attention_mask == 0, 0), attention_mask
+
+
+def test_mean_token_margin_equals_the_loop():
+    generator = torch.Generator().manual_seed(0)
+    input_ids, attention_mask = padded_batch([7, 2, 12, 5], 50, 12, generator)
+    logits = torch.randn(4, 12, 50, generator=generator) * 3
+    # A tie between the correct token and the best other one: margin 0 there.
+    logits[0, 0, input_ids[0, 1]] = logits[0, 0].max() + 1
+    logits[0, 0, 3 if input_ids[0, 1] != 3 else 4] = logits[0, 0, input_ids[0, 1]]
+    targets = next_token_targets(input_ids, attention_mask)
+    expected = margin_loop(logits, input_ids, attention_mask)
+    np.testing.assert_allclose(mean_token_margin(logits, targets).numpy(), expected, rtol=1e-5)
+    # Padding: whatever the logits at pad positions, the result does not change.
+    noisy = logits.clone()
+    noisy[attention_mask == 0] = 1e4
+    np.testing.assert_allclose(mean_token_margin(noisy, targets).numpy(), expected, rtol=1e-5)
+
+
+def test_mean_token_margin_in_bf16_is_the_margin_of_the_bf16_logits():
+    generator = torch.Generator().manual_seed(1)
+    input_ids, attention_mask = padded_batch([9, 4], 40, 9, generator)
+    logits = torch.randn(2, 9, 40, generator=generator).bfloat16()
+    targets = next_token_targets(input_ids, attention_mask)
+    expected = margin_loop(logits.float(), input_ids, attention_mask)
+    np.testing.assert_allclose(mean_token_margin(logits, targets).numpy(), expected, rtol=1e-5)
+
+
+def test_next_token_targets_follow_the_attention_mask():
+    input_ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    attention_mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    targets = next_token_targets(input_ids, attention_mask)
+    assert targets.tolist() == [[6, 7, IGNORE, IGNORE], [9, IGNORE, IGNORE, IGNORE]]
+
+
+def test_a_sequence_without_a_counted_token_is_named():
+    targets = next_token_targets(torch.tensor([[5, 0], [5, 6]]), torch.tensor([[1, 0], [1, 1]]))
+    with pytest.raises(ValueError, match=r"sequences \[0\]"):
+        mean_token_margin(torch.zeros(2, 2, 10), targets)
+
+
+def test_left_padding_is_refused():
+    with pytest.raises(ValueError, match=r"sequences \[1\]"):
+        check_right_padded(np.array([[1, 1, 0], [0, 1, 1]]), "data.npz")
+
+
+def test_stories_are_deterministic_and_tokenize_round_trip():
+    assert story(0, 5) == story(0, 5) != story(1, 5)
+    texts = stories(0, 0, 200)
+    assert len(set(texts)) > 150
+    tokenizer = WordTokenizer.fit(texts)
+    batch = tokenizer.encode_batch(texts[:3], max_tokens=200)
+    check_right_padded(batch["attention_mask"], "stories")
+    row = batch["input_ids"][0][batch["attention_mask"][0] == 1]
+    assert row[0] == tokenizer.bos_id and row[-1] == tokenizer.eos_id
+    assert tokenizer.decode(row[1:-1]).replace(" ", "") == texts[0].replace(" ", "")
+    assert tokenizer.vocab[0] == PAD
+    with pytest.raises(KeyError, match="Zebra"):
+        tokenizer.encode("Zebra had a ball.")
+
+
+def test_right_padding_needs_no_attention_mask_in_the_model():
+    """Causal attention keeps pads out of real tokens' context: same logits without a mask."""
+    model = tiny_gpt2(30, 16, ARCH, seed=0)
+    input_ids, attention_mask = padded_batch([16, 9, 3], 30, 16, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = model(input_ids=input_ids).logits
+        masked = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    real = attention_mask.bool()
+    torch.testing.assert_close(plain[real], masked[real], rtol=1e-5, atol=1e-5)
+
+
+def test_engine_on_gpt2_equals_zeroing_weights(tmp_path):
+    """The LM path through the masking engine: masks x stories per batch, per-token margin."""
+    model = tiny_gpt2(30, 16, ARCH, seed=0)
+    input_ids, attention_mask = padded_batch([16, 9, 3], 30, 16, torch.Generator().manual_seed(2))
+    targets = next_token_targets(input_ids, attention_mask)
+    for kind in ("gpt2_rows", "attention_heads"):
+        spec = component_spec(model, kind)
+        masks = torch.from_numpy(sample_masks(0, "test", range(5), len(spec), 0.3))
+        fast = ablated_outputs(
+            MaskedModel(model, spec), input_ids, targets, masks, mean_token_margin, max_batch=6
+        )
+        for k, keep in enumerate(masks):
+            ablated = zero_components(tiny_gpt2(30, 16, ARCH, seed=0), spec, keep)
+            with torch.no_grad():
+                logits = ablated(input_ids=input_ids).logits
+            expected = margin_loop(logits, input_ids, attention_mask)
+            np.testing.assert_allclose(fast[k].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_gpt2_small_component_counts():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with torch.device("meta"):
+        model = GPT2LMHeadModel(GPT2Config())
+    assert len(component_spec(model, "gpt2_rows")) == 64_512
+    assert len(component_spec(model, "attention_heads")) == 144
+
+
+def test_checkpoint_round_trip_and_setup(tmp_path):
+    model = tiny_gpt2(30, 16, ARCH, seed=0)
+    save_lm(model, tmp_path / "model.pt", components="attention_heads")
+    loaded, meta = load_lm(tmp_path / "model.pt")
+    assert meta["components"] == "attention_heads"
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+    assert loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()
+
+    input_ids, attention_mask = padded_batch([16, 4], 30, 16, torch.Generator().manual_seed(0))
+    np.savez(tmp_path / "data.npz", input_ids=input_ids.numpy(), attention_mask=attention_mask)
+    setup = load_causal_lm("lm", tmp_path / "model.pt", tmp_path / "data.npz", torch.device("cpu"))
+    assert len(setup.spec) == 8 and setup.n_examples == 2
+    with torch.no_grad():
+        out = setup.output_fn(setup.model(setup.inputs), setup.labels)
+    np.testing.assert_allclose(
+        out.numpy(),
+        margin_loop(model(input_ids=input_ids).logits.detach(), input_ids, attention_mask),
+        rtol=1e-5,
+    )
+
+
+def test_hugging_face_files_import(tmp_path):
+    """The hub's layout: config.json, and tensors named without the transformer. prefix
+    plus the attention-mask buffers that the model no longer has."""
+    from safetensors.torch import save_file
+
+    model = tiny_gpt2(30, 16, ARCH, seed=3)
+    config = {k: v for k, v in model.config.to_dict().items() if k != "transformers_version"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    tensors = {
+        k.removeprefix("transformer."): v.contiguous()
+        for k, v in model.state_dict().items()
+        if k != "lm_head.weight"
+    }
+    tensors["h.0.attn.bias"] = torch.ones(1, 1, 16, 16)
+    save_file(tensors, tmp_path / "model.safetensors")
+    imported = import_hf_gpt2(tmp_path / "config.json", tmp_path / "model.safetensors")
+    ids = torch.tensor([[1, 5, 7, 9]])
+    with torch.no_grad():
+        torch.testing.assert_close(imported(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_tinystories_text_file(tmp_path):
+    path = tmp_path / "stories.txt"
+    path.write_text("One day, a cat.\n<|endoftext|>\nTom ran.\nHe was happy.\n<|endoftext|>\n\n")
+    assert read_tinystories(path) == ["One day, a cat.", "Tom ran.\nHe was happy."]

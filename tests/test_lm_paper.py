@@ -1,0 +1,129 @@
+"""The paper config's GPT-2 rules, end to end on CPU, from a loopback server serving tiny
+stand-ins of the Hugging Face files (config.json, model.safetensors in the hub's layout,
+tokenizer.json) and of TinyStories-valid.txt, each checked against its pinned digest."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from loopback import FileServer
+from test_workflow import planned_jobs, write_yaml
+from test_workflow import snakemake as run_snakemake
+
+from coar.attributions import Attributions
+from coar.lm import tiny_gpt2
+from coar.stories import stories
+
+PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+PAPER_CONFIG = yaml.safe_load(PAPER.read_text())
+LM_SETUPS = ["gpt2_rows", "gpt2_heads"]
+N_STORIES, LAST = 12, 5
+
+
+def write_hf_gpt2(directory: Path) -> None:
+    """A byte-level BPE tokenizer and a tiny random GPT-2 saved as the hub stores gpt2."""
+    from safetensors.torch import save_file
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(
+        stories(0, 0, 200), vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False
+    )
+    tokenizer.save(str(directory / "gpt2_tokenizer.json"))
+    arch = dict(n_layer=2, n_head=2, n_embd=16, n_inner=32)
+    model = tiny_gpt2(tokenizer.get_vocab_size(), 64, arch, seed=0)
+    config = {k: v for k, v in model.config.to_dict().items() if k != "transformers_version"}
+    (directory / "gpt2_config.json").write_text(json.dumps(config))
+    tensors = {
+        k.removeprefix("transformer."): v.contiguous()
+        for k, v in model.state_dict().items()
+        if k != "lm_head.weight"
+    }
+    for layer in range(arch["n_layer"]):  # the hub file still carries the causal-mask buffer
+        tensors[f"h.{layer}.attn.bias"] = torch.tril(torch.ones(64, 64)).view(1, 1, 64, 64)
+    save_file(tensors, directory / "gpt2_model.safetensors")
+    text = "\n<|endoftext|>\n".join(stories(7, 0, N_STORIES)) + "\n<|endoftext|>\n"
+    (directory / "TinyStories-valid.txt").write_text(text)
+
+
+def overlay(url: str, files: dict) -> dict:
+    return {
+        "downloads": {
+            name: {"url": f"{url}/{name}", "sha256": hashlib.sha256(body).hexdigest()}
+            for name, body in files.items()
+        },
+        "language_models": {"gpt2": {"stories": {"last": LAST, "max_tokens": 48}}},
+        "setups": {
+            name: {
+                "ablation": {"n_masks": 60, "n_shards": 1, "masks_per_batch": 10},
+                "evaluation": {
+                    "alpha_test": [PAPER_CONFIG["setups"][name]["ablation"]["alpha_train"]],
+                    "n_masks": 10,
+                    "n_bootstrap": 100,
+                },
+            }
+            for name in LM_SETUPS
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def gpt2_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("gpt2")
+    served = workdir / "served"
+    served.mkdir()
+    write_hf_gpt2(served)
+    files = {path.name: path.read_bytes() for path in served.iterdir()}
+    server = FileServer()
+    server.files = {f"/{name}": body for name, body in files.items()}
+    with server.running():
+        result = run_snakemake(
+            workdir,
+            PAPER,
+            write_yaml(workdir / "gpt2.yaml", overlay(server.url, files)),
+            args=["--", "results/figures/figI1.pdf"],
+        )
+    assert result.returncode == 0, result.stderr[-6000:]
+    return workdir, files
+
+
+@pytest.mark.workflow
+def test_gpt2_rules_run_from_pinned_downloads_to_figure(gpt2_run):
+    workdir, files = gpt2_run
+    results = workdir / "results"
+    assert (results / "figures" / "figI1.pdf").read_bytes()[:4] == b"%PDF"
+    for name, body in files.items():
+        assert (workdir / "resources" / name).read_bytes() == body
+    with np.load(results / "data" / "gpt2_rows.npz") as data:
+        assert data["input_ids"].shape[0] == LAST
+    rows = Attributions.load(results / "attributions" / "gpt2_rows" / "coar.pt")
+    assert rows.weight.shape == (2 * (16 + 16 + 16 + 32), LAST)
+    assert rows.component_names[0] == "transformer.h.0.attn.c_attn[0]"
+    heads = Attributions.load(results / "attributions" / "gpt2_heads" / "coar.pt")
+    assert heads.weight.shape == (4, LAST)
+    for setup in LM_SETUPS:
+        summary = pd.read_csv(results / "eval" / setup / "summary.csv")
+        assert np.isfinite(summary[summary.method == "coar"].mean_corr).all()
+
+
+def test_paper_config_plans_gpt2_from_downloads_to_figure(tmp_path):
+    result = run_snakemake(tmp_path, PAPER, args=["--dry-run", "--", "results/figures/figI1.pdf"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    for rule in (
+        "download_gpt2_config_json",
+        "download_gpt2_model_safetensors",
+        "download_gpt2_tokenizer_json",
+        "download_TinyStories_valid_txt",
+        "lm_import_gpt2",
+        "lm_tinystories",
+        "figI1",
+    ):
+        assert jobs.get(rule) == 1, (rule, jobs)
+    assert jobs["lm_setup"] == jobs["fit"] == 2
+    assert jobs["ablate"] == 100 + 10
