@@ -19,6 +19,7 @@ include: "workflow/rules/gather.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/lm_common.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/published.smk"
 

@@ -1,5 +1,6 @@
 """The embedded default run by Snakemake in a temporary directory, with shrunk sizes."""
 
+import json
 import re
 import subprocess
 import sys
@@ -22,8 +23,22 @@ SMALL = {
             "train": {"epochs": 4},
             "ablation": {"n_masks": 600, "n_shards": 2, "masks_per_batch": 50},
             "evaluation": {"alpha_test": [0.15, 0.1], "n_masks": 40, "n_bootstrap": 200},
+        },
+        **{
+            name: {
+                "ablation": {"n_masks": n_masks, "n_shards": 1, "masks_per_batch": 25},
+                "evaluation": {"alpha_test": [0.1], "n_masks": 25, "n_bootstrap": 200},
+            }
+            for name, n_masks in (("tiny_gpt2_rows", 300), ("tiny_gpt2_heads", 100))
+        },
+    },
+    "language_models": {
+        "tiny_gpt2": {
+            "corpus": {"n_train": 300, "n_eval": 12},
+            "model": {"n_layer": 2, "n_head": 2, "n_embd": 16, "n_inner": 32},
+            "train": {"epochs": 2},
         }
-    }
+    },
 }
 
 
@@ -86,6 +101,24 @@ def test_mini_workflow_writes_summary_and_figure(mini_run):
     assert attributions.meta["alpha_train"] == 0.1 and attributions.meta["n_rows"] == 600
     assert np.isfinite(attributions.weight).all()
     assert "test accuracy" in (results / "logs" / "train" / "mini_digits.log").read_text()
+
+
+@pytest.mark.workflow
+def test_mini_workflow_attributes_the_tiny_gpt2(mini_run):
+    workdir, _ = mini_run
+    results = workdir / "results" / "mini"
+    assert (results / "figures" / "figI1.pdf").read_bytes()[:4] == b"%PDF"
+    metrics = json.loads((results / "lm" / "tiny_gpt2" / "metrics.json").read_text())
+    assert metrics["eval"]["token_accuracy"] > 0.3  # far above chance (1 / vocabulary)
+    for setup, n_components in (
+        ("tiny_gpt2_rows", 2 * (16 + 16 + 16 + 32)),
+        ("tiny_gpt2_heads", 4),
+    ):
+        attributions = Attributions.load(results / "attributions" / setup / "coar.pt")
+        assert attributions.weight.shape == (n_components, 12)
+        summary = pd.read_csv(results / "eval" / setup / "summary.csv")
+        coar = summary[summary.method == "coar"].iloc[0]
+        assert coar.alpha_test == 0.1 and coar.mean_corr > 0.3
 
 
 @pytest.mark.workflow

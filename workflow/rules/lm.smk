@@ -3,29 +3,6 @@
 # stories are made once per language model under lm/NAME/ (generated and trained here,
 # or imported from Hugging Face files and TinyStories), then lm_setup writes each setup's
 # model and data files, which ablate, fit and evaluate read like any other setup's.
-LANGUAGE_MODELS = config.get("language_models", {})
-LM_SETUPS = [name for name, cfg in SETUPS.items() if cfg["kind"] == "causal_lm"]
-
-
-def language_models(source):
-    return (
-        "|".join(n for n, c in LANGUAGE_MODELS.items() if c["source"] == source)
-        or "(?!)"
-    )
-
-
-def lm_config(wildcards):
-    return LANGUAGE_MODELS[wildcards.lm]
-
-
-def setup_language_model(wildcards):
-    name = setup_config(wildcards)["language_model"]
-    if name not in LANGUAGE_MODELS:
-        raise ValueError(
-            f"config key setups.{wildcards.setup}.language_model names {name!r}, "
-            f"which is not under language_models (defined: {sorted(LANGUAGE_MODELS)})"
-        )
-    return name
 
 
 ruleorder: lm_setup > prepare_digits
