@@ -172,9 +172,11 @@ def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
         "fig1",
     ):
         assert jobs.get(rule) == 1, (rule, jobs)
-    assert jobs["import_model"] == jobs["prepare_examples"] == jobs["fit"] == 3
-    assert jobs["ablate"] == 50 + 200 + 100
-    assert jobs["evaluation_outputs"] == 9
+    assert jobs["import_model"] == jobs["prepare_examples"] == 3
+    # + GPT-2's two setups (figI1): gpt2_rows (100 shards) and gpt2_heads (10 shards)
+    assert jobs["fit"] == 3 + 2
+    assert jobs["ablate"] == 50 + 200 + 100 + 100 + 10
+    assert jobs["evaluation_outputs"] == 9 + 6
     assert jobs["convert_published_attributions"] == jobs["compare_published_attributions"] == 3
 
 
