@@ -67,6 +67,7 @@ def overlay(url: str, files: dict) -> dict:
                     "alpha_test": [PAPER_CONFIG["setups"][LM_SETUP]["ablation"]["alpha_train"]],
                     "n_masks": 10,
                     "n_bootstrap": 100,
+                    "baselines": ["atp"],
                 },
             }
         },
@@ -107,7 +108,8 @@ def test_gpt2_rules_run_from_pinned_downloads_to_figure(gpt2_run):
     assert rows.weight.shape == (2 * (16 + 16 + 16 + 32), LAST)
     assert rows.component_names[0] == "transformer.h.0.attn.c_attn[0]"
     summary = pd.read_csv(results / "eval" / LM_SETUP / "summary.csv")
-    assert np.isfinite(summary[summary.method == "coar"].mean_corr).all()
+    assert set(summary.method) == {"coar", "atp"}
+    assert np.isfinite(summary.mean_corr).all()
 
 
 def test_paper_config_plans_gpt2_from_downloads_to_figure(tmp_path):

@@ -22,7 +22,12 @@ SMALL = {
             "model": {"planes": 8, "num_blocks": 2, "pool": 2},
             "train": {"epochs": 4},
             "ablation": {"n_masks": 600, "n_shards": 2, "masks_per_batch": 50},
-            "evaluation": {"alpha_test": [0.15, 0.1], "n_masks": 40, "n_bootstrap": 200},
+            "evaluation": {
+                "alpha_test": [0.15, 0.1],
+                "n_masks": 40,
+                "n_bootstrap": 200,
+                "integration_steps": 8,
+            },
         },
         **{
             name: {
@@ -88,9 +93,9 @@ def test_mini_workflow_writes_summary_and_figure(mini_run):
     results = workdir / "results" / "mini"
     summary = pd.read_csv(results / "eval" / "mini_digits" / "summary.csv")
     assert list(summary.columns) == ["method", "alpha_test", "mean_corr", "ci_low", "ci_high"]
-    assert set(summary.method) == {"coar"}
+    assert set(summary.method) == {"coar", "loo", "gp", "nc", "ii", "atp"}
     assert sorted(summary.alpha_test) == [0.1, 0.15]
-    at_train = summary[summary.alpha_test == 0.1].iloc[0]
+    at_train = summary[(summary.alpha_test == 0.1) & (summary.method == "coar")].iloc[0]
     assert at_train.ci_low <= at_train.mean_corr <= at_train.ci_high
     assert at_train.mean_corr > 0.5
     assert (results / "figures" / "fig1.pdf").read_bytes()[:4] == b"%PDF"
@@ -101,6 +106,10 @@ def test_mini_workflow_writes_summary_and_figure(mini_run):
     assert attributions.meta["alpha_train"] == 0.1 and attributions.meta["n_rows"] == 600
     assert np.isfinite(attributions.weight).all()
     assert "test accuracy" in (results / "logs" / "train" / "mini_digits.log").read_text()
+    for method in ("loo", "gp", "nc", "ii", "atp"):
+        baseline = Attributions.load(results / "attributions" / "mini_digits" / f"{method}.pt")
+        assert baseline.weight.shape == (40, 360) and baseline.meta["method"] == method
+    assert "checked against" in (results / "logs" / "evaluate" / "mini_digits.log").read_text()
 
 
 @pytest.mark.workflow
@@ -110,13 +119,14 @@ def test_mini_workflow_attributes_the_tiny_gpt2(mini_run):
     assert (results / "figures" / "figI1.pdf").read_bytes()[:4] == b"%PDF"
     metrics = json.loads((results / "lm" / "tiny_gpt2" / "metrics.json").read_text())
     assert metrics["eval"]["token_accuracy"] > 0.3  # far above chance (1 / vocabulary)
-    for setup, n_components in (
-        ("tiny_gpt2_rows", 2 * (16 + 16 + 16 + 32)),
-        ("tiny_gpt2_heads", 4),
+    for setup, n_components, methods in (
+        ("tiny_gpt2_rows", 2 * (16 + 16 + 16 + 32), {"coar", "loo", "gp", "atp"}),
+        ("tiny_gpt2_heads", 4, {"coar", "loo"}),
     ):
         attributions = Attributions.load(results / "attributions" / setup / "coar.pt")
         assert attributions.weight.shape == (n_components, 12)
         summary = pd.read_csv(results / "eval" / setup / "summary.csv")
+        assert set(summary.method) == methods
         coar = summary[summary.method == "coar"].iloc[0]
         assert coar.alpha_test == 0.1 and coar.mean_corr > 0.3
 
@@ -137,8 +147,10 @@ def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
     )
     result = snakemake(workdir, MINI, small, changed, args=["--dry-run"])
     assert result.returncode == 0, result.stderr
+    # the evaluation masks are redrawn too: they must avoid the new training masks
     assert planned_jobs(result) == {
         "ablate": 2,
+        "evaluation_outputs": 2,
         "gather": 1,
         "fit": 1,
         "evaluate": 1,
