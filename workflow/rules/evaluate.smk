@@ -17,9 +17,7 @@ rule evaluation_outputs:
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
-        masks_per_batch=lambda wildcards: setup_config(wildcards)["ablation"][
-            "masks_per_batch"
-        ],
+        ablation=lambda wildcards: setup_config(wildcards)["ablation"],
         device=config["device"],
     script:
         "../scripts/evaluation_outputs.py"
