@@ -60,12 +60,19 @@ class BenchSetup:
     original_batch: int = 500  # the original's evaluation batch size
     original_s_per_mask: str = ""  # what the paper's authors report
     seq_len: int = 0  # tokens per sequence (language models)
+    masks_per_batch: int | str = "auto"  # as the setup's ablate stage runs
 
 
 SETUPS = {
     # The embedded default (config/mini.yaml: 5,000 masks x 360 test digits).
     "mini_digits": BenchSetup(
-        (5_000,), 360, 0.1, dict(cpu=360, cuda=360), dict(cpu=64, cuda=512), dict(cpu=32, cuda=64)
+        (5_000,),
+        360,
+        0.1,
+        dict(cpu=360, cuda=360),
+        dict(cpu=64, cuda=512),
+        dict(cpu=32, cuda=64),
+        masks_per_batch=8,  # config/mini.yaml
     ),
     "cifar_miniresnet": BenchSetup(
         (50_000,),
@@ -149,7 +156,8 @@ def main() -> None:
     parser.add_argument("--masks", type=int, help="ablated models measured by (b)")
     parser.add_argument("--original-masks", type=int, help="ablated models measured by (c)")
     parser.add_argument(
-        "--masks-per-batch", default="auto", help="ablated models per forward pass, or auto"
+        "--masks-per-batch",
+        help="ablated models per forward pass, or auto (default: as the setup's ablate stage)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile (a) and (b)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -190,10 +198,11 @@ def main() -> None:
     masked = MaskedModel(model, spec, compile=args.compile)
     plain_model = torch.compile(model) if args.compile else model
     with masked:
-        if args.masks_per_batch == "auto":
+        masks_per_batch = args.masks_per_batch or cfg.masks_per_batch
+        if masks_per_batch == "auto":
             max_batch = auto_max_batch(masked, inputs, labels, output_fn, cuda)
         else:
-            max_batch = int(args.masks_per_batch) * n_examples
+            max_batch = int(masks_per_batch) * n_examples
         # (a) runs the same (mask, example) batches as (b), without masks: the examples
         # repeated to fill a pass (or split, when they are more than a pass holds).
         repeats = max(1, min(n_masks, max_batch // n_examples))

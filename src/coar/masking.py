@@ -110,11 +110,12 @@ class MaskedModel:
                 keep = keep.view(n_masks, *([1] * (out.dim() - 1)), units)
                 view = _per_mask(out, n_masks)
             # Hooks run only under no_grad (see __call__): modify the fresh output in place.
-            view.mul_(keep)
-            if module.bias is not None:
+            if module.bias is None:
+                view.mul_(keep)
+            else:  # out * keep + bias * (1 - keep), in one pass over the output
                 bias = module.bias.to(out.dtype)
                 bias = bias.view(-1, *([1] * (out.dim() - 2))) if conv else bias
-                view.add_(bias * (1 - keep))
+                torch.addcmul(bias * (1 - keep), view, keep, out=view)
             return out
 
         return hook
@@ -198,9 +199,11 @@ class MaskedModel:
         if "in_proj" in groups:
             keep = self._keep_of(groups["in_proj"], qkv.dtype).view(n_masks, 1, 1, -1)
             view = _per_mask(qkv, n_masks)
-            view.mul_(keep)
-            if module.in_proj_bias is not None:
-                view.add_(module.in_proj_bias.to(qkv.dtype) * (1 - keep))
+            if module.in_proj_bias is None:
+                view.mul_(keep)
+            else:
+                bias = module.in_proj_bias.to(qkv.dtype)
+                torch.addcmul(bias * (1 - keep), view, keep, out=view)
         q, k, v = qkv.view(batch, tokens, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(
             q,

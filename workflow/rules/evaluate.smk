@@ -17,7 +17,11 @@ rule evaluation_outputs:
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
-        ablation=lambda wildcards: setup_config(wildcards)["ablation"],
+        masks_per_batch=lambda wildcards: setup_config(wildcards)["ablation"][
+            "masks_per_batch"
+        ],
+        precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
+        compile=lambda wildcards: setup_config(wildcards)["ablation"]["compile"],
         device=config["device"],
     script:
         "../scripts/evaluation_outputs.py"
