@@ -26,6 +26,8 @@ rule evaluation_outputs:
             "masks_per_batch"
         ],
         training_run=training_run,
+        precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
+        compile=lambda wildcards: setup_config(wildcards)["ablation"]["compile"],
         device=config["device"],
     script:
         "../scripts/evaluation_outputs.py"
