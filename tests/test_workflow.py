@@ -110,6 +110,8 @@ def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
         "fit": 1,
         "evaluate": 1,
         "fig1": 1,
+        "sample_efficiency": 1,
+        "sample_efficiency_figure": 1,
         "all": 1,
     }
 
