@@ -229,8 +229,10 @@ def least_squares(stats: GramStats) -> LinearFit:
     factor, info = torch.linalg.cholesky_ex(sxx, out=(sxx, info))
     diag = factor.diagonal().abs()
     # Cholesky can succeed on a numerically singular matrix: its diagonal bounds the
-    # condition number from below, so fall back when that bound is already too large.
-    singular = int(info) != 0 or bool((diag.min() / diag.max()) ** 2 < 1e-12)
+    # condition number from below, so fall back when that bound is already too large
+    # for the precision (about 1e12 in float64, 1e5 in float32).
+    too_large = torch.finfo(sxx.dtype).eps ** 0.75
+    singular = int(info) != 0 or bool((diag.min() / diag.max()) ** 2 < too_large)
     if not singular:
         weight = torch.cholesky_solve(sxy, factor)
         method = "cholesky"
@@ -385,7 +387,8 @@ def _largest_eigenvalue(a: torch.Tensor, iterations: int = 100) -> float:
     if a.shape[0] <= 4096:
         return float(torch.linalg.eigvalsh(a)[-1])
     # Power iteration approaches from below: pad it so 1/L stays a safe step size.
-    v = torch.randn(a.shape[0], dtype=a.dtype, device=a.device, generator=None)
+    generator = torch.Generator(device=a.device).manual_seed(0)
+    v = torch.randn(a.shape[0], dtype=a.dtype, device=a.device, generator=generator)
     for _ in range(iterations):
         v = a @ v
         v /= v.norm()
