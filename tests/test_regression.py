@@ -270,6 +270,16 @@ def test_single_precision_fit_equals_double_precision_fit(solver, device):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_gram_counts_are_exact_and_xty_keeps_float32_precision():
+    x, y = synthetic(m=5000, p=300, n=4, keep=0.95)
+    exact, gpu = stats_of(x, y, chunk=1000), stats_of(x, y, chunk=1000, device="cuda")
+    np.testing.assert_array_equal(gpu.xtx.cpu().double().numpy(), exact.xtx.numpy())
+    np.testing.assert_allclose(gpu.xty.cpu().double().numpy(), exact.xty.numpy(), rtol=1e-5)
+    assert torch.get_float32_matmul_precision() == "highest"  # restored after the update
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_validation_stats_parked_in_host_memory_give_the_same_numbers():
     x, y = synthetic(m=3000, p=50, n=8, keep=0.95)
     train = stats_of(x[:2500], y[:2500], device="cuda")

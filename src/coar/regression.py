@@ -26,6 +26,7 @@ ever allocated next to the Gram matrix.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -50,6 +51,22 @@ def block_rows(width: int) -> int:
 
 def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if torch.device(device).type == "cuda" else torch.float64
+
+
+@contextlib.contextmanager
+def _exact_tensor_cores(device: torch.device, dtype: torch.dtype):
+    """Allow TF32 tensor cores for float32 0/1 products on CUDA: 0 and 1 are exact in TF32
+    and the products accumulate in float32, so X^T X stays an exact count, several times
+    faster. Outputs (X^T Y) keep full float32 precision: this applies only inside."""
+    if device.type != "cuda" or dtype != torch.float32:
+        yield
+        return
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 @dataclass
@@ -103,7 +120,8 @@ class GramStats:
                 f"{self.n + len(x)} rows exceed float32's exact count range "
                 f"({FLOAT32_EXACT_ROWS}); accumulate in float64"
             )
-        self.xtx.addmm_(x.T, x)
+        with _exact_tensor_cores(x.device, self.dtype):
+            self.xtx.addmm_(x.T, x)
         self.xty.addmm_(x.T, y.to(self.dtype))
         self.x_sum += x.sum(0)
         y64 = y.to(torch.float64)
