@@ -4,7 +4,12 @@ import pytest
 
 from coar.fit import validation_rows
 from coar.regression import GramStats
-from coar.sample_efficiency import ablations_needed, m_grid, prefix_statistics
+from coar.sample_efficiency import (
+    ablations_needed,
+    least_squares_equivalent_m,
+    m_grid,
+    prefix_statistics,
+)
 from coar.store import gather_to_beton, run_id, write_shard
 
 
@@ -46,3 +51,8 @@ def test_ablations_needed_reads_the_crossing():
     assert summary.loc["lasso", "m_crossing_interpolated"] == pytest.approx(200 * 2 ** (1 / 3))
     assert np.isnan(summary.loc["ridge", "m_needed"])
     assert summary.loc["lasso", "gap_near_quarter"] == pytest.approx(0.6 - 0.7)
+    equivalent = least_squares_equivalent_m(table)
+    np.testing.assert_allclose(equivalent[:3], [100, 200, 400])  # least squares itself
+    assert equivalent[3] == pytest.approx(200)  # lasso's 0.6 at m=100 = least squares at 200
+    assert np.isnan(equivalent[5])  # 0.74 is beyond least squares' curve
+    assert equivalent[6] == pytest.approx(100)

@@ -146,6 +146,26 @@ def ablations_needed(table: pd.DataFrame, reference_solver: str = "least_squares
     return pd.DataFrame(rows)
 
 
+def least_squares_equivalent_m(table: pd.DataFrame) -> np.ndarray:
+    """Per row, the m at which least squares reaches that row's correlation (linear in
+    log m between least squares' grid points; NaN outside its range): how many
+    ablations least squares needs for what the row's solver gets from m."""
+    ls = table[table["solver"] == "least_squares"].sort_values("m")
+    corr, log_m = ls["mean_corr"].to_numpy(), np.log(ls["m"].to_numpy())
+    out = np.full(len(table), np.nan)
+    for k, value in enumerate(table["mean_corr"].to_numpy()):
+        above = np.flatnonzero(corr >= value)
+        if not len(above) or value < corr[0]:
+            continue
+        j = above[0]
+        if j == 0:
+            out[k] = float(np.exp(log_m[0]))
+            continue
+        weight = (value - corr[j - 1]) / (corr[j] - corr[j - 1])
+        out[k] = float(np.exp(log_m[j - 1] + weight * (log_m[j] - log_m[j - 1])))
+    return out
+
+
 def plot_sample_efficiency(tables: dict[str, pd.DataFrame], path) -> None:
     """One panel per setup: held-out correlation against m per solver."""
     import matplotlib
