@@ -213,9 +213,9 @@ def _to_fit(weight: torch.Tensor, stats: GramStats, lam=None, info=None) -> Line
     w64 = weight.cpu().to(torch.float64)
     bias = stats.y_mean().cpu() - stats.x_mean().cpu() @ w64
     return LinearFit(
-        weight=w64.cpu().numpy(),
-        bias=bias.cpu().numpy(),
-        lam=None if lam is None else torch.as_tensor(lam).to(torch.float64).cpu().numpy(),
+        weight=w64.numpy(),
+        bias=bias.numpy(),
+        lam=None if lam is None else torch.as_tensor(lam).cpu().to(torch.float64).numpy(),
         info=info or {},
     )
 
