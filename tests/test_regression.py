@@ -3,6 +3,7 @@ import pytest
 import torch
 from sklearn.linear_model import Lasso, Ridge
 
+from coar.attributions import Attributions
 from coar.fit import fit_from_beton, fit_stats
 from coar.regression import (
     GramStats,
@@ -225,7 +226,7 @@ def test_fit_from_beton_in_target_chunks_equals_one_pass(tmp_path):
         beton,
         component_names=names,
         example_ids=ids,
-        fit_config={**config, "target_chunk": 3},
+        fit_config={**config, "target_chunk": 4},
         meta={},
         batch_size=64,
     )
@@ -233,6 +234,21 @@ def test_fit_from_beton_in_target_chunks_equals_one_pass(tmp_path):
     np.testing.assert_allclose(chunked.weight, whole.weight, rtol=1e-10)
     np.testing.assert_allclose(chunked.meta["val_corr"], whole.meta["val_corr"], rtol=1e-10)
     assert chunked.meta["n_val_rows"] == whole.meta["n_val_rows"] > 0
+
+    lasso_config = {**config, "solver": "lasso"}
+    attr = fit_from_beton(
+        beton,
+        component_names=names,
+        example_ids=ids,
+        fit_config=lasso_config,
+        meta={"setup": "synthetic"},
+    )
+    attr.save(tmp_path / "coar.pt")
+    back = Attributions.load(tmp_path / "coar.pt")
+    assert back.meta["solver"] == "lasso" and back.meta["setup"] == "synthetic"
+    assert back.meta["fit_config"]["solver"] == "lasso" and back.meta["device"] == "cpu"
+    assert back.lam.shape == (7,) and (back.lam > 0).all()
+    assert len(back.meta["lambda_grid_ratios"]) == 20 and len(back.meta["val_corr"]) == 7
 
 
 SINGLE_PRECISION = [
