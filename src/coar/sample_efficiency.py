@@ -34,7 +34,7 @@ def m_grid(fractions, n_rows: int) -> list[int]:
 
 
 def prefix_statistics(
-    beton_path, m_values, val_fraction: float, seed: int, batch_size=4096
+    beton_path, m_values, val_fraction: float, seed: int, batch_size=4096, device="cpu"
 ) -> dict[int, tuple[GramStats, GramStats]]:
     """(train, validation) statistics of rows 0..m-1 for every m, in one pass."""
     from coar.fit import beton_length
@@ -48,8 +48,8 @@ def prefix_statistics(
     snapshots, pending = {}, list(m_values)
     for masks, outputs, idx in iter_beton(beton_path, batch_size=batch_size):
         if train is None:
-            train = GramStats.zeros(masks.shape[1], outputs.shape[1])
-            val = GramStats.zeros(masks.shape[1], outputs.shape[1])
+            train = GramStats.zeros(masks.shape[1], outputs.shape[1], device)
+            val = GramStats.zeros(masks.shape[1], outputs.shape[1], device)
         if (idx != np.arange(idx[0], idx[0] + len(idx))).any():
             raise ValueError(f"{beton_path}: rows are not in order")
         start = 0
@@ -77,12 +77,13 @@ def sample_efficiency(
     fit_config: dict,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    device="cpu",
 ) -> pd.DataFrame:
     """One row per (solver, m): mean held-out correlation with a bootstrap interval."""
     with np.load(eval_outputs_path) as data:
         alpha, masks, true = float(data["alpha"]), data["masks"], data["outputs"]
     snapshots = prefix_statistics(
-        beton_path, m_values, fit_config["val_fraction"], fit_config["seed"]
+        beton_path, m_values, fit_config["val_fraction"], fit_config["seed"], device=device
     )
     rows = []
     for m, (train, val) in snapshots.items():

@@ -23,6 +23,7 @@ rule sample_efficiency:
         fit=lambda wildcards: setup_config(wildcards)["fit"],
         n_masks=lambda wildcards: setup_config(wildcards)["ablation"]["n_masks"],
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
+        device=config["device"],
     script:
         "../scripts/sample_efficiency.py"
 

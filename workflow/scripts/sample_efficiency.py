@@ -3,6 +3,7 @@
 import torch
 
 from coar.atomic import atomic_path
+from coar.device import resolve_device
 from coar.logs import log_to
 from coar.sample_efficiency import m_grid, sample_efficiency
 
@@ -18,6 +19,7 @@ table = sample_efficiency(
     fit_config=fit_config,
     n_bootstrap=snakemake.params.evaluation["n_bootstrap"],
     seed=snakemake.params.evaluation["seed"],
+    device=resolve_device(snakemake.params.device),
 )
 with atomic_path(snakemake.output[0]) as tmp:
     table.to_csv(tmp, index=False)
