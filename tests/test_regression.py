@@ -132,11 +132,12 @@ def test_ridge_equals_sklearn_with_per_target_lambda():
     np.testing.assert_array_equal(fit.lam, lam)
 
 
-def test_ridge_path_validation_mse_matches_direct_fits():
+@pytest.mark.parametrize("in_eigenbasis", [False, True])
+def test_ridge_path_validation_mse_matches_direct_fits(in_eigenbasis):
     x, y = synthetic(m=300, p=30, n=3)
     train, val = stats_of(x[:200], y[:200]), stats_of(x[200:], y[200:])
     grid = np.array([1.0, 0.1, 0.01])
-    mses = ridge_path(RidgeBasis.of(train), val, grid)
+    mses = ridge_path(RidgeBasis.of(train), val, grid, in_eigenbasis=in_eigenbasis)
     for k, lam in enumerate(grid):
         pred = ridge(stats_of(x[:200], y[:200]), lam).predict(x[200:])
         np.testing.assert_allclose(mses[k], ((pred - y[200:]) ** 2).mean(0), rtol=1e-8)

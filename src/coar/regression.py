@@ -273,7 +273,12 @@ def mse_from_stats(weight: torch.Tensor, bias: torch.Tensor, stats: GramStats) -
     quad = _quadratic_forms(stats.xtx, w)
     sw = (stats.x_sum.to(device) @ w).to(torch.float64)
     wxy = _column_dots(stats.xty, w)
-    y_sum, y_sq = stats.y_sum.to(device), stats.y_sq.to(device)
+    return _mse_from_sums(stats, b, sw, wxy, quad)
+
+
+def _mse_from_sums(stats: GramStats, b, sw, wxy, quad) -> torch.Tensor:
+    """The MSE formula of `mse_from_stats` from its per-target pieces (float64)."""
+    y_sum, y_sq = stats.y_sum.to(b.device), stats.y_sq.to(b.device)
     total = y_sq - 2 * b * y_sum - 2 * wxy + stats.n * b * b + 2 * b * sw + quad
     return total.clamp_min(0) / stats.n
 
@@ -372,13 +377,42 @@ class RidgeBasis:
         )
 
 
-def ridge_path(basis: RidgeBasis, val: GramStats, lambdas) -> np.ndarray:
-    """Validation MSE (n_lambdas, N) of the ridge fits in `basis` for each lam of the grid."""
+def ridge_path(
+    basis: RidgeBasis, val: GramStats, lambdas, in_eigenbasis: bool | None = None
+) -> np.ndarray:
+    """Validation MSE (n_lambdas, N) of the ridge fits in `basis` for each lam of the grid.
+
+    In the eigenbasis, Q^T G_val Q is formed once (two |C|^3 products, two extra
+    |C| x |C| matrices) and each lam then costs one |C|^2 N product instead of two: the
+    default when that saves work, the validation Gram sits on the same device and the
+    extra matrices fit.
+    """
+    device = basis.evecs.device
+    lambdas = np.asarray(lambdas, dtype=np.float64)
+    if in_eigenbasis is None:
+        p, n = basis.projected.shape
+        extra = 2 * p * p * basis.evecs.element_size()
+        room = device.type == "cpu" or extra < 0.5 * torch.cuda.mem_get_info(device)[0]
+        in_eigenbasis = val.device == device and len(lambdas) * n > 2 * p and room
     mses = []
-    for lam in np.asarray(lambdas, dtype=np.float64):
-        weight = basis.weight(lam)
-        bias = basis.y_mean - basis.x_mean @ weight.to(torch.float64)
-        mses.append(mse_from_stats(weight, bias, val).cpu().numpy())
+    if not in_eigenbasis:
+        for lam in lambdas:
+            weight = basis.weight(lam)
+            bias = basis.y_mean - basis.x_mean @ weight.to(torch.float64)
+            mses.append(mse_from_stats(weight, bias, val).cpu().numpy())
+        return np.stack(mses)
+    q = basis.evecs
+    gram_q = q.T @ (val.xtx.to(device) @ q)
+    x_sum_q = val.x_sum.to(device) @ q
+    xty_q = q.T @ val.xty.to(device)
+    mean_q = basis.x_mean.to(q.dtype) @ q
+    for lam in lambdas:
+        z = basis.projected / (basis.evals + lam)[:, None]  # the solution is Q z
+        bias = basis.y_mean - (mean_q @ z).to(torch.float64)
+        quad = ((gram_q @ z) * z).sum(0).to(torch.float64)
+        sw = (x_sum_q @ z).to(torch.float64)
+        wxy = (xty_q * z).sum(0).to(torch.float64)
+        mses.append(_mse_from_sums(val, bias, sw, wxy, quad).cpu().numpy())
     return np.stack(mses)
 
 
