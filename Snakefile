@@ -21,6 +21,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/lm_common.smk"
 include: "workflow/rules/lm.smk"
+include: "workflow/rules/sample_efficiency.smk"
 include: "workflow/rules/published.smk"
 
 
