@@ -26,7 +26,7 @@ from tiny_sources import (
 from coar.attributions import Attributions
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
-SMOKE_SETUPS = ["cifar_miniresnet", "imagenet_resnet50"]
+SMOKE_SETUPS = ["cifar_miniresnet", "imagenet_resnet50", "imagenet_vit"]
 TARGETS = ["results/figures/fig1.pdf"] + [
     f"results/{kind}"
     for setup in SMOKE_SETUPS
@@ -52,6 +52,9 @@ def make_files(directory):
     # The authors' datamodels.pt (standardised units, fp16), one NaN as in their B file.
     write_original_datamodels(directory / "attr_cifar.pt", p=5 * 8, n=12, nan=False)
     write_original_datamodels(directory / "attr_imagenet_resnet50.pt", p=424, n=12, nan=True)
+    write_torchvision_weights(directory / "vit_b_16-c867db91.pth", "imagenet_vit")
+    # Setup C keeps every 10th of the 12 images: examples 0 and 10.
+    write_original_datamodels(directory / "attr_imagenet_vit.pt", p=224, n=2, nan=False)
     return {path.name: path.read_bytes() for path in directory.iterdir()}
 
 
@@ -118,6 +121,9 @@ def test_paper_rules_run_on_tiny_architectures(smoke_run):
     b = Attributions.load(results / "attributions" / "imagenet_resnet50" / "coar.pt")
     assert b.weight.shape == (424, 12)
     assert not any("downsample" in name for name in b.component_names)
+    c = Attributions.load(results / "attributions" / "imagenet_vit" / "coar.pt")
+    assert c.weight.shape == (2 * (3 * 16 + 16 + 32 + 16), 2)
+    assert c.component_names[0] == "encoder.layers.encoder_layer_0.self_attention.in_proj[0]"
     check = yaml.safe_load((results / "data" / "imagenet_val.check.json").read_text())
     assert check["images"] == 12
 
@@ -136,14 +142,18 @@ def test_published_attributions_are_converted_and_compared(smoke_run):
             results / "logs" / "convert_published_attributions" / "imagenet_resnet50_test.log"
         ).read_text()
     )
-    for setup, undefined in (("cifar_miniresnet", 0), ("imagenet_resnet50", 1)):
+    for setup, undefined, n in (
+        ("cifar_miniresnet", 0, 12),
+        ("imagenet_resnet50", 1, 12),
+        ("imagenet_vit", 0, 2),
+    ):
         summary = pd.read_csv(results / "eval" / setup / "published_comparison.csv")
         assert set(summary.method) == {"coar", "published", "agreement"}
         rows = summary.set_index("method")
         assert rows.loc["agreement", "n_undefined"] == undefined
         assert rows.loc["published", "n_undefined"] >= undefined
         per_example = pd.read_csv(results / "eval" / setup / "published_per_example.csv")
-        assert len(per_example) == 12 and "agreement" in per_example.columns
+        assert len(per_example) == n and "agreement" in per_example.columns
         assert (results / "figures" / f"published_{setup}.pdf").read_bytes()[:4] == b"%PDF"
 
 
