@@ -26,3 +26,27 @@ for _name, _entry in DOWNLOADS.items():
             retries=5,
         script:
             "../scripts/download.py"
+
+
+# `snakemake all_downloads`: fetch every file; resources/digests.tsv lists each file's
+# digests and which were pinned, with a config snippet for those that were not.
+rule all_downloads:
+    input:
+        files=[f"{DOWNLOADS_DIR}/{name}" for name in DOWNLOADS],
+        records=[f"{DOWNLOADS_DIR}/{name}.json" for name in DOWNLOADS],
+    output:
+        f"{DOWNLOADS_DIR}/digests.tsv",
+    log:
+        f"{DOWNLOADS_DIR}/logs/digests.log",
+    benchmark:
+        f"{DOWNLOADS_DIR}/benchmarks/digests.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        names=list(DOWNLOADS),
+    script:
+        "../scripts/download_digests.py"
