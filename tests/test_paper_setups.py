@@ -9,6 +9,7 @@ sizes: tiny architectures with random weights, a few masks, a few examples.
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -17,8 +18,10 @@ from test_workflow import planned_jobs, write_yaml
 from test_workflow import snakemake as run_snakemake
 from tiny_sources import (
     write_cifar10_tarball,
+    write_finetuned_resnet50,
     write_imagenet_val,
     write_original_datamodels,
+    write_original_image_beton,
     write_original_miniresnet,
     write_torchvision_weights,
 )
@@ -27,11 +30,22 @@ from coar.attributions import Attributions
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 SMOKE_SETUPS = ["cifar_miniresnet", "imagenet_resnet50", "imagenet_vit"]
-TARGETS = ["results/figures/fig1.pdf"] + [
-    f"results/{kind}"
-    for setup in SMOKE_SETUPS
-    for kind in (f"eval/{setup}/published_comparison.csv", f"figures/published_{setup}.pdf")
+# The editing experiments' models: their data, model and published-attribution rules.
+EDIT_TARGETS = [
+    "results/data/waterbirds_resnet50.npz",
+    "results/attributions/waterbirds_resnet50/published_train.pt",
+    "results/data/backdoored_cifar.npz",
+    "results/attributions/backdoored_cifar/published_triggered.pt",
 ]
+TARGETS = (
+    ["results/figures/fig1.pdf"]
+    + [
+        f"results/{kind}"
+        for setup in SMOKE_SETUPS
+        for kind in (f"eval/{setup}/published_comparison.csv", f"figures/published_{setup}.pdf")
+    ]
+    + EDIT_TARGETS
+)
 ALPHA_TRAIN = {
     name: cfg["ablation"]["alpha_train"]
     for name, cfg in yaml.safe_load(PAPER.read_text())["setups"].items()
@@ -55,6 +69,13 @@ def make_files(directory):
     write_torchvision_weights(directory / "vit_b_16-c867db91.pth", "imagenet_vit")
     # Setup C keeps every 10th of the 12 images: examples 0 and 10.
     write_original_datamodels(directory / "attr_imagenet_vit.pt", p=224, n=2, nan=False)
+    write_finetuned_resnet50(directory / "model_waterbirds_resnet50.pt")
+    for split, n in (("train", 6), ("val", 4), ("test", 4)):
+        write_original_image_beton(directory / f"waterbirds_{split}.beton", n, (30, 40), True)
+    write_original_datamodels(directory / "attr_waterbirds_train.pt", p=424, n=6, nan=False)
+    write_original_miniresnet(directory / "model_backdoored_cifar.pt", seed=1)
+    write_original_image_beton(directory / "backdoored_cifar_test.beton", 12, (32, 32), False)
+    write_original_datamodels(directory / "attr_backdoored_cifar_with.pt", p=40, n=12)
     return {path.name: path.read_bytes() for path in directory.iterdir()}
 
 
@@ -73,6 +94,14 @@ def smoke_overlay(url: str, files: dict, imagenet_root) -> dict:
         }
         for name in SMOKE_SETUPS
     }
+    tiny_crop = {"image_size": 32}  # the original's centre-crop decoder, to 32 instead of 224
+    shrink["waterbirds_resnet50"] = {
+        "source": {
+            "model": {"size": "tiny"},
+            "splits": {split: tiny_crop for split in ("train", "val", "test")},
+        }
+    }
+    shrink["backdoored_cifar"] = {"source": {"model": {"size": "tiny"}}}
     return {
         "downloads": {
             name: {"url": f"{url}/{name}", **digests(body)} for name, body in files.items()
@@ -155,6 +184,25 @@ def test_published_attributions_are_converted_and_compared(smoke_run):
         per_example = pd.read_csv(results / "eval" / setup / "published_per_example.csv")
         assert len(per_example) == n and "agreement" in per_example.columns
         assert (results / "figures" / f"published_{setup}.pdf").read_bytes()[:4] == b"%PDF"
+
+
+@pytest.mark.workflow
+def test_edit_models_data_and_published_attributions(smoke_run):
+    workdir, _, _ = smoke_run
+    results = workdir / "results"
+    with np.load(results / "data" / "waterbirds_resnet50.npz") as data:
+        assert {k: data[k].shape for k in data.files if k.startswith("x_")} == {
+            f"x_{split}": (n, 3, 32, 32) for split, n in (("train", 6), ("val", 4), ("test", 4))
+        }
+        assert set(np.unique(data["g_train"])) <= {0, 1}
+    train = Attributions.load(
+        results / "attributions" / "waterbirds_resnet50" / "published_train.pt"
+    )
+    assert train.weight.shape == (424, 6) and train.meta["split"] == "train"
+    with np.load(results / "data" / "backdoored_cifar.npz") as data:
+        assert data["x_test"].shape == data["x_triggered"].shape == (12, 3, 32, 32)
+    triggered = results / "attributions" / "backdoored_cifar" / "published_triggered.pt"
+    assert Attributions.load(triggered).weight.shape == (40, 12)
 
 
 @pytest.mark.workflow
