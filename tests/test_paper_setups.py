@@ -52,10 +52,10 @@ ALPHA_TRAIN = {
 }
 
 
-def snakemake(workdir, *configs, options=(), targets=()):
+def snakemake(workdir, *configs, options=(), targets=(), timeout=600):
     """Snakemake on the paper config (+ overlays); targets follow "--", since --configfile
     takes every plain argument after it."""
-    return run_snakemake(workdir, *configs, args=[*options, "--", *targets])
+    return run_snakemake(workdir, *configs, args=[*options, "--", *targets], timeout=timeout)
 
 
 def make_files(directory):
@@ -131,7 +131,8 @@ def smoke_run(tmp_path_factory):
         overlay = write_yaml(
             workdir / "smoke.yaml", smoke_overlay(server.url, files, workdir / "imagenet" / "val")
         )
-        result = snakemake(workdir, PAPER, overlay, targets=TARGETS)
+        # ~45 jobs of a few CPU seconds each; generous timeout for shared CI machines.
+        result = snakemake(workdir, PAPER, overlay, targets=TARGETS, timeout=1800)
     assert result.returncode == 0, result.stderr[-6000:]
     return workdir, overlay, files
 
