@@ -100,17 +100,22 @@ class MaskedModel:
                 return None
             keep = self._keep_of(group, out.dtype)
             n_masks, units = keep.shape
-            view = _per_mask(out, n_masks)  # (K, E, ...)
-            if conv:  # (K, E, C, H, W)
-                keep = keep.view(n_masks, 1, units, *([1] * (out.dim() - 2)))
+            if conv:
+                # One (sample, channel) factor per sample: a plain 4-D broadcast, about twice
+                # as fast as a (K, 1, C, 1, 1) one over a (K, E, C, H, W) view (channels-last).
+                per_sample = keep[:, None].expand(n_masks, out.shape[0] // n_masks, units)
+                keep = per_sample.reshape(out.shape[0], units, *([1] * (out.dim() - 2)))
+                view = out
             else:  # (K, E, ..., C)
                 keep = keep.view(n_masks, *([1] * (out.dim() - 1)), units)
+                view = _per_mask(out, n_masks)
             # Hooks run only under no_grad (see __call__): modify the fresh output in place.
-            view.mul_(keep)
-            if module.bias is not None:
+            if module.bias is None:
+                view.mul_(keep)
+            else:  # out * keep + bias * (1 - keep), in one pass over the output
                 bias = module.bias.to(out.dtype)
                 bias = bias.view(-1, *([1] * (out.dim() - 2))) if conv else bias
-                view.add_(bias * (1 - keep))
+                torch.addcmul(bias * (1 - keep), view, keep, out=view)
             return out
 
         return hook
@@ -194,9 +199,11 @@ class MaskedModel:
         if "in_proj" in groups:
             keep = self._keep_of(groups["in_proj"], qkv.dtype).view(n_masks, 1, 1, -1)
             view = _per_mask(qkv, n_masks)
-            view.mul_(keep)
-            if module.in_proj_bias is not None:
-                view.add_(module.in_proj_bias.to(qkv.dtype) * (1 - keep))
+            if module.in_proj_bias is None:
+                view.mul_(keep)
+            else:
+                bias = module.in_proj_bias.to(qkv.dtype)
+                torch.addcmul(bias * (1 - keep), view, keep, out=view)
         q, k, v = qkv.view(batch, tokens, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(
             q,
@@ -260,6 +267,16 @@ class MaskedModel:
                 self._keep = None
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """``auto``: bf16 autocast on CUDA, exact fp32 on the CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
 def autocast_context(device: torch.device, enabled: bool | None = None):
     """bf16 autocast on CUDA (by default), nothing on the CPU."""
     if enabled is None:
@@ -267,6 +284,48 @@ def autocast_context(device: torch.device, enabled: bool | None = None):
     if not enabled:
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def to_channels_last(model: nn.Module, inputs: Inputs) -> Inputs:
+    """Channels-last memory format for a convnet and its image batch (faster convs on
+    GPUs and with oneDNN on CPUs); other models and inputs are returned unchanged."""
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if not has_conv or not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+        return inputs
+    model.to(memory_format=torch.channels_last)
+    return inputs.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def auto_max_batch(
+    masked: MaskedModel,
+    inputs: Inputs,
+    labels: torch.Tensor,
+    output_fn: Callable,
+    autocast: bool | None = None,
+    memory_fraction: float = 0.6,
+    cpu_batch: int = 4096,
+    cap: int = 16384,
+) -> int:
+    """(mask, example) pairs per forward pass: on CUDA, what fits ``memory_fraction`` of
+    the free memory, from the peak memory of a small probe pass (``ablated_outputs``
+    halves it if it still runs out of memory); on the CPU, a cache-friendly
+    ``cpu_batch``."""
+    device = labels.device
+    if device.type != "cuda":
+        return cpu_batch
+    probe = min(batch_size_of(inputs), 32)
+    x, y = take(inputs, slice(0, probe)), labels[:probe]
+    keep_all = torch.ones(1, len(masked.spec), dtype=torch.bool, device=device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with autocast_context(device, autocast):
+        output_fn(masked(x, keep_all), y)
+    torch.cuda.synchronize(device)
+    per_sample = max(1, (torch.cuda.max_memory_allocated(device) - before) // probe)
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(1, min(cap, memory_fraction * free // per_sample)))
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -20,6 +20,8 @@ rule evaluation_outputs:
         masks_per_batch=lambda wildcards: setup_config(wildcards)["ablation"][
             "masks_per_batch"
         ],
+        precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
+        compile=lambda wildcards: setup_config(wildcards)["ablation"]["compile"],
         device=config["device"],
     script:
         "../scripts/evaluation_outputs.py"
