@@ -136,6 +136,10 @@ def write_imagenet_val(root: Path, n_classes: int = 4, per_class: int = 3, seed:
 def write_torchvision_weights(path: Path, architecture: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = randomize_batchnorm(build_architecture(architecture, "tiny", 1000), seed).eval()
+    if hasattr(model, "heads"):
+        # torchvision initialises the ViT's classification head to zero: every margin would
+        # be 0 whatever is ablated. Trained weights are not zero; random ones will do.
+        nn.init.normal_(model.heads.head.weight, std=0.5)
     torch.save(model.state_dict(), path)
     return model
 
