@@ -20,6 +20,7 @@ include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/published.smk"
+include: "workflow/rules/sample_efficiency.smk"
 
 
 rule all:

@@ -198,7 +198,7 @@ def run_sklearn(args, data, lasso_fit: LinearFit | None) -> list[dict]:
     is_val = np.random.default_rng(args.seed).random(args.m) < args.val_fraction
     split = [(np.flatnonzero(~is_val), np.flatnonzero(is_val))]
     for name in ("Lasso", "LassoCV"):
-        if name == "Lasso" and lasso_fit is None:
+        if len(subset) == 0 or (name == "Lasso" and lasso_fit is None):
             continue
         coefs, intercepts, seconds = [], [], 0.0
         for j in subset:
@@ -238,7 +238,9 @@ def main() -> None:
     parser.add_argument("--n-lambdas", type=int, default=20)
     parser.add_argument("--test-rows", type=int, default=2000)
     parser.add_argument("--batch-rows", type=int, default=8192)
-    parser.add_argument("--sklearn-targets", type=int, default=10)
+    parser.add_argument(
+        "--sklearn-targets", type=int, default=10, help="targets for Lasso/LassoCV (0: skip them)"
+    )
     parser.add_argument(
         "--sklearn-max-gib",
         type=float,

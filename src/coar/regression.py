@@ -26,6 +26,7 @@ ever allocated next to the Gram matrix.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -50,6 +51,22 @@ def block_rows(width: int) -> int:
 
 def default_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if torch.device(device).type == "cuda" else torch.float64
+
+
+@contextlib.contextmanager
+def _exact_tensor_cores(device: torch.device, dtype: torch.dtype):
+    """Allow TF32 tensor cores for float32 0/1 products on CUDA: 0 and 1 are exact in TF32
+    and the products accumulate in float32, so X^T X stays an exact count, several times
+    faster. Outputs (X^T Y) keep full float32 precision: this applies only inside."""
+    if device.type != "cuda" or dtype != torch.float32:
+        yield
+        return
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 @dataclass
@@ -103,7 +120,8 @@ class GramStats:
                 f"{self.n + len(x)} rows exceed float32's exact count range "
                 f"({FLOAT32_EXACT_ROWS}); accumulate in float64"
             )
-        self.xtx.addmm_(x.T, x)
+        with _exact_tensor_cores(x.device, self.dtype):
+            self.xtx.addmm_(x.T, x)
         self.xty.addmm_(x.T, y.to(self.dtype))
         self.x_sum += x.sum(0)
         y64 = y.to(torch.float64)
@@ -195,9 +213,9 @@ def _to_fit(weight: torch.Tensor, stats: GramStats, lam=None, info=None) -> Line
     w64 = weight.cpu().to(torch.float64)
     bias = stats.y_mean().cpu() - stats.x_mean().cpu() @ w64
     return LinearFit(
-        weight=w64.cpu().numpy(),
-        bias=bias.cpu().numpy(),
-        lam=None if lam is None else torch.as_tensor(lam).to(torch.float64).cpu().numpy(),
+        weight=w64.numpy(),
+        bias=bias.numpy(),
+        lam=None if lam is None else torch.as_tensor(lam).cpu().to(torch.float64).numpy(),
         info=info or {},
     )
 
@@ -229,8 +247,10 @@ def least_squares(stats: GramStats) -> LinearFit:
     factor, info = torch.linalg.cholesky_ex(sxx, out=(sxx, info))
     diag = factor.diagonal().abs()
     # Cholesky can succeed on a numerically singular matrix: its diagonal bounds the
-    # condition number from below, so fall back when that bound is already too large.
-    singular = int(info) != 0 or bool((diag.min() / diag.max()) ** 2 < 1e-12)
+    # condition number from below, so fall back when that bound is already too large
+    # for the precision (about 1e12 in float64, 1e5 in float32).
+    too_large = torch.finfo(sxx.dtype).eps ** 0.75
+    singular = int(info) != 0 or bool((diag.min() / diag.max()) ** 2 < too_large)
     if not singular:
         weight = torch.cholesky_solve(sxy, factor)
         method = "cholesky"
@@ -253,7 +273,12 @@ def mse_from_stats(weight: torch.Tensor, bias: torch.Tensor, stats: GramStats) -
     quad = _quadratic_forms(stats.xtx, w)
     sw = (stats.x_sum.to(device) @ w).to(torch.float64)
     wxy = _column_dots(stats.xty, w)
-    y_sum, y_sq = stats.y_sum.to(device), stats.y_sq.to(device)
+    return _mse_from_sums(stats, b, sw, wxy, quad)
+
+
+def _mse_from_sums(stats: GramStats, b, sw, wxy, quad) -> torch.Tensor:
+    """The MSE formula of `mse_from_stats` from its per-target pieces (float64)."""
+    y_sum, y_sq = stats.y_sum.to(b.device), stats.y_sq.to(b.device)
     total = y_sq - 2 * b * y_sum - 2 * wxy + stats.n * b * b + 2 * b * sw + quad
     return total.clamp_min(0) / stats.n
 
@@ -352,13 +377,42 @@ class RidgeBasis:
         )
 
 
-def ridge_path(basis: RidgeBasis, val: GramStats, lambdas) -> np.ndarray:
-    """Validation MSE (n_lambdas, N) of the ridge fits in `basis` for each lam of the grid."""
+def ridge_path(
+    basis: RidgeBasis, val: GramStats, lambdas, in_eigenbasis: bool | None = None
+) -> np.ndarray:
+    """Validation MSE (n_lambdas, N) of the ridge fits in `basis` for each lam of the grid.
+
+    In the eigenbasis, Q^T G_val Q is formed once (two |C|^3 products, two extra
+    |C| x |C| matrices) and each lam then costs one |C|^2 N product instead of two: the
+    default when that saves work, the validation Gram sits on the same device and the
+    extra matrices fit.
+    """
+    device = basis.evecs.device
+    lambdas = np.asarray(lambdas, dtype=np.float64)
+    if in_eigenbasis is None:
+        p, n = basis.projected.shape
+        extra = 2 * p * p * basis.evecs.element_size()
+        room = device.type == "cpu" or extra < 0.5 * torch.cuda.mem_get_info(device)[0]
+        in_eigenbasis = val.device == device and len(lambdas) * n > 2 * p and room
     mses = []
-    for lam in np.asarray(lambdas, dtype=np.float64):
-        weight = basis.weight(lam)
-        bias = basis.y_mean - basis.x_mean @ weight.to(torch.float64)
-        mses.append(mse_from_stats(weight, bias, val).cpu().numpy())
+    if not in_eigenbasis:
+        for lam in lambdas:
+            weight = basis.weight(lam)
+            bias = basis.y_mean - basis.x_mean @ weight.to(torch.float64)
+            mses.append(mse_from_stats(weight, bias, val).cpu().numpy())
+        return np.stack(mses)
+    q = basis.evecs
+    gram_q = q.T @ (val.xtx.to(device) @ q)
+    x_sum_q = val.x_sum.to(device) @ q
+    xty_q = q.T @ val.xty.to(device)
+    mean_q = basis.x_mean.to(q.dtype) @ q
+    for lam in lambdas:
+        z = basis.projected / (basis.evals + lam)[:, None]  # the solution is Q z
+        bias = basis.y_mean - (mean_q @ z).to(torch.float64)
+        quad = ((gram_q @ z) * z).sum(0).to(torch.float64)
+        sw = (x_sum_q @ z).to(torch.float64)
+        wxy = (xty_q * z).sum(0).to(torch.float64)
+        mses.append(_mse_from_sums(val, bias, sw, wxy, quad).cpu().numpy())
     return np.stack(mses)
 
 
@@ -385,7 +439,8 @@ def _largest_eigenvalue(a: torch.Tensor, iterations: int = 100) -> float:
     if a.shape[0] <= 4096:
         return float(torch.linalg.eigvalsh(a)[-1])
     # Power iteration approaches from below: pad it so 1/L stays a safe step size.
-    v = torch.randn(a.shape[0], dtype=a.dtype, device=a.device, generator=None)
+    generator = torch.Generator(device=a.device).manual_seed(0)
+    v = torch.randn(a.shape[0], dtype=a.dtype, device=a.device, generator=generator)
     for _ in range(iterations):
         v = a @ v
         v /= v.norm()
