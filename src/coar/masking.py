@@ -86,6 +86,10 @@ class MaskedModel:
         self._patched: list[nn.Module] = []
         self._depth = 0
         self.max_batch: int | None = None  # set by ablated_outputs after an out-of-memory
+        self._keep_per_sample: torch.Tensor | None = None  # (K*E, |C|), for conv groups
+        self._conv_groups = any(
+            isinstance(self._modules[g.module], nn.Conv2d) and g.unit == "out" for g in spec.groups
+        )
         self._forward = torch.compile(model) if compile else model
 
     # ------------------------------------------------------------------ hooks
@@ -98,15 +102,15 @@ class MaskedModel:
         def hook(module, inputs, out):
             if self._keep is None:
                 return None
-            keep = self._keep_of(group, out.dtype)
-            n_masks, units = keep.shape
             if conv:
                 # One (sample, channel) factor per sample: a plain 4-D broadcast, about twice
                 # as fast as a (K, 1, C, 1, 1) one over a (K, E, C, H, W) view (channels-last).
-                per_sample = keep[:, None].expand(n_masks, out.shape[0] // n_masks, units)
-                keep = per_sample.reshape(out.shape[0], units, *([1] * (out.dim() - 2)))
+                keep = self._keep_per_sample[:, group.offset : group.offset + group.size]
+                keep = keep.view(*keep.shape, *([1] * (out.dim() - 2)))
                 view = out
             else:  # (K, E, ..., C)
+                keep = self._keep_of(group, out.dtype)
+                n_masks, units = keep.shape
                 keep = keep.view(n_masks, *([1] * (out.dim() - 1)), units)
                 view = _per_mask(out, n_masks)
             # Hooks run only under no_grad (see __call__): modify the fresh output in place.
@@ -124,13 +128,17 @@ class MaskedModel:
         """Zero input features of the hooked module (``width`` consecutive features per
         component: 1 for rows, head_dim for attention heads)."""
 
+        feature_units = None
+        if width > 1:  # component j covers features j*width .. (j+1)*width - 1
+            feature_units = torch.arange(group.size * width) // width
+
         def hook(module, args):
             if self._keep is None:
                 return None
             x = args[0]
             keep = self._keep_of(group, x.dtype)
-            if width > 1:
-                keep = keep.repeat_interleave(width, dim=1)
+            if feature_units is not None:
+                keep = keep.index_select(1, feature_units.to(keep.device))
             n_masks, features = keep.shape
             keep = keep.view(n_masks, *([1] * (x.dim() - 1)), features)
             # The input may have other readers (e.g. a residual branch): never in place.
@@ -249,8 +257,8 @@ class MaskedModel:
         ``inputs`` is a tensor or a mapping of tensors passed as keyword arguments
         (e.g. ``input_ids`` and ``attention_mask``).
         """
-        device = next(iter(inputs.values())).device if isinstance(inputs, Mapping) else None
-        device = device or inputs.device
+        first = next(iter(inputs.values())) if isinstance(inputs, Mapping) else inputs
+        device = first.device
         masks = torch.as_tensor(masks, device=device)
         if masks.dim() != 2 or masks.shape[1] != len(self.spec):
             raise ValueError(
@@ -259,12 +267,19 @@ class MaskedModel:
         batch = repeat_batch(inputs, masks.shape[0])
         with self:
             self._keep = masks.to(torch.float32)
+            if self._conv_groups:
+                # Convs take one factor per (sample, channel), made here in one copy rather
+                # than per hooked module (every small op costs a thread-pool round trip on CPUs;
+                # on the CPU, index_select is also ~500x faster than expand().reshape()).
+                n_samples, n_examples = batch_size_of(batch), batch_size_of(inputs)
+                mask_of_sample = torch.arange(n_samples, device=device) // n_examples
+                self._keep_per_sample = self._keep.index_select(0, mask_of_sample)
             try:
                 if isinstance(batch, Mapping):
                     return self._forward(**batch)
                 return self._forward(batch)
             finally:
-                self._keep = None
+                self._keep = self._keep_per_sample = None
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
