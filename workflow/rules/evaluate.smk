@@ -47,7 +47,7 @@ rule baseline:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=4000,  # nc/ii hold (integration_steps + 1) x examples activations at once
         runtime=60,
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
