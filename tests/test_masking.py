@@ -72,6 +72,26 @@ def test_paper_component_counts(name, kind, count):
     assert len(set(spec.names())) == count
 
 
+def test_component_order_is_the_originals():
+    """Flat indices follow the original's named_modules order (its masks and attributions)."""
+    with torch.device("meta"):
+        vit, gpt2 = build("imagenet_vit"), build("gpt2")
+    block = "encoder.layers.encoder_layer_0."
+    assert component_spec(vit, "vit_neurons").table()[:4] == [
+        (block + "self_attention.in_proj", 2304),
+        (block + "self_attention.out_proj", 768),
+        (block + "mlp.0", 3072),
+        (block + "mlp.3", 768),
+    ]
+    assert component_spec(gpt2, "gpt2_rows").table()[:4] == [
+        ("transformer.h.0.attn.c_attn", 768),
+        ("transformer.h.0.attn.c_proj", 768),
+        ("transformer.h.0.mlp.c_fc", 768),
+        ("transformer.h.0.mlp.c_proj", 3072),
+    ]
+    assert component_spec(gpt2, "gpt2_rows").names()[768 + 5] == "transformer.h.0.attn.c_proj[5]"
+
+
 @pytest.mark.parametrize(("name", "kind"), ARCHITECTURE_KINDS)
 def test_every_architecture_and_kind_equals_zeroing_weights(name, kind):
     model = tiny(name)
@@ -153,11 +173,14 @@ def test_masked_batch_equals_zeroing_weights(tiny_resnet):
 def test_linear_rows_with_bias_equal_zeroing_weights():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).eval()
-    spec = ComponentSpec([("0", 7), ("2", 3)])
     inputs = torch.randn(4, 5)
-    masks = torch.from_numpy(sample_masks(0, "test", range(6), len(spec), 0.4))
-    masked = MaskedModel(model, spec)(inputs, masks)
-    torch.testing.assert_close(masked, zeroed_outputs(model, spec, inputs, masks))
+    for spec in (
+        ComponentSpec([("0", 7), ("2", 3)]),  # output rows
+        ComponentSpec([("0", 5, "in"), ("2", 7, "in")]),  # input columns
+    ):
+        masks = torch.from_numpy(sample_masks(0, "test", range(6), len(spec), 0.4))
+        masked = MaskedModel(model, spec)(inputs, masks)
+        torch.testing.assert_close(masked, zeroed_outputs(model, spec, inputs, masks))
 
 
 def test_margins_in_chunks_equal_zeroing_weights(tiny_resnet):

@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 
 BASELINES = ("loo", "gp", "nc", "ii", "atp")
 
+# A gradient pass keeps every activation for the backward pass: it gets this fraction
+# of the forward passes' batch.
+GRADIENT_BATCH_FRACTION = 4
+
 OutputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -221,19 +225,20 @@ def leave_one_out(
     labels: torch.Tensor,
     output_fn: OutputFn,
     max_batch: int = 4096,
+    autocast: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """f(full) - f(ablate c alone), exactly, for every component: (N, |C|); and f(full) (N,).
 
-    Both come from the masking engine (as the training ablations do), so they share
-    its numerics, bf16 autocast on CUDA included.
+    Both come from the masking engine, as the training and evaluation ablations do,
+    with the same ``autocast`` (bf16; default: on CUDA), so they share its numerics.
     """
     masked = MaskedModel(model.eval(), spec)
     n, n_examples = len(spec), batch_size_of(inputs)
     device = labels.device
+    keep_all = torch.ones(1, n, dtype=torch.bool, device=device)
     full = ablated_outputs(
-        masked, inputs, labels, torch.ones(1, n, dtype=torch.bool, device=device), output_fn,
-        max_batch=max_batch,
-    )[0]  # fmt: skip
+        masked, inputs, labels, keep_all, output_fn, max_batch=max_batch, autocast=autocast
+    )[0]
     weight = torch.empty(n_examples, n)
     chunk = max(1, max_batch // n_examples)
     for c0 in range(0, n, chunk):
@@ -241,7 +246,7 @@ def leave_one_out(
         masks = torch.ones(len(ids), n, dtype=torch.bool)
         masks[torch.arange(len(ids)), ids] = False
         single = ablated_outputs(
-            masked, inputs, labels, masks.to(device), output_fn, max_batch=max_batch
+            masked, inputs, labels, masks.to(device), output_fn, max_batch, autocast
         )
         weight[:, ids] = full[:, None] - single.T
     return weight, full
@@ -424,28 +429,37 @@ def compute_baseline(
     example_ids: list[int] | None = None,
     n_steps: int = 50,
     max_batch: int = 4096,
+    autocast: bool | None = None,
     meta: dict | None = None,
 ) -> Attributions:
     """One baseline's attributions: |C| x N, raw mask units, bias = f(full) - sum of weights.
 
     ``inputs`` is a tensor or a mapping of tensors (e.g. input_ids, attention_mask);
-    ``output_fn(model output, labels)`` gives one output per example; ``max_batch``
-    bounds the samples in one forward pass.
+    ``output_fn(model output, labels)`` gives one output per example. ``max_batch``
+    bounds the samples of one forward pass (gradient passes take a quarter of it: they
+    keep activations for the backward pass); ``autocast`` (bf16, default on CUDA)
+    applies to leave-one-out, which shares the masking engine with the ablations it is
+    compared with. The gradient methods run in fp32.
     """
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r} (known: {', '.join(BASELINES)})")
     model = model.eval()
     n_examples = batch_size_of(inputs)
+    gradient_batch = max(1, max_batch // GRADIENT_BATCH_FRACTION)
     start = time.perf_counter()
     full = None
     if method == "loo":
-        weight, full = leave_one_out(model, spec, inputs, labels, output_fn, max_batch)
+        weight, full = leave_one_out(
+            model, spec, inputs, labels, output_fn, max_batch, autocast=autocast
+        )
     elif method == "gp":
         weight = gradient_times_parameter(model, spec, inputs, labels, output_fn)
     elif method == "atp":
-        weight = attribution_patching(model, spec, inputs, labels, output_fn, max_batch)
+        weight = attribution_patching(model, spec, inputs, labels, output_fn, gradient_batch)
     else:
-        weight = path_integrated(method, model, spec, inputs, labels, output_fn, n_steps, max_batch)
+        weight = path_integrated(
+            method, model, spec, inputs, labels, output_fn, n_steps, gradient_batch
+        )
     if full is None:
         full = full_outputs(model, inputs, labels, output_fn, max_batch)
     weight = weight.double().numpy().T  # (|C|, N)

@@ -25,6 +25,8 @@ rule evaluation_outputs:
         masks_per_batch=lambda wildcards: setup_config(wildcards)["ablation"][
             "masks_per_batch"
         ],
+        precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
+        compile=lambda wildcards: setup_config(wildcards)["ablation"]["compile"],
         training_run=training_run,
         device=config["device"],
     script:
@@ -47,7 +49,7 @@ rule baseline:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=4000,  # nc/ii hold (integration_steps + 1) x examples activations at once
+        mem_mb=2000,
         runtime=60,
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
@@ -55,6 +57,7 @@ rule baseline:
         masks_per_batch=lambda wildcards: setup_config(wildcards)["ablation"][
             "masks_per_batch"
         ],
+        precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
         device=config["device"],
     script:
         "../scripts/baseline.py"

@@ -39,6 +39,8 @@ masks, outputs = ablate_rows(
     rows=rows,
     alpha=alpha,
     masks_per_batch=snakemake.params.masks_per_batch,
+    precision=snakemake.params.precision,
+    compile=snakemake.params.compile,
 )
 with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:
     np.savez(f, alpha=alpha, masks=masks, outputs=outputs, rows=rows)
