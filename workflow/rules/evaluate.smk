@@ -1,8 +1,3 @@
-def evaluation_methods(wildcards):
-    """Coar first, then the baselines named in the setup's evaluation config."""
-    return ["coar", *setup_config(wildcards)["evaluation"]["baselines"]]
-
-
 rule evaluation_outputs:
     input:
         model=f"{RESULTS}/models/{{setup}}.pt",
