@@ -41,6 +41,11 @@ def evaluation_output_paths(wildcards):
     ]
 
 
+def evaluation_methods(wildcards):
+    """Coar first, then the baselines named in the setup's evaluation config."""
+    return ["coar", *setup_config(wildcards)["evaluation"]["baselines"]]
+
+
 def scatter_outputs_path(setup):
     """True outputs at alpha_test = alpha_train, shown in Figure 1's scatter."""
     alpha = SETUPS[setup]["ablation"]["alpha_train"]

@@ -22,15 +22,50 @@ rule evaluation_outputs:
         ],
         precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
         compile=lambda wildcards: setup_config(wildcards)["ablation"]["compile"],
+        training_run=training_run,
         device=config["device"],
     script:
         "../scripts/evaluation_outputs.py"
 
 
+rule baseline:
+    input:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+    output:
+        f"{RESULTS}/attributions/{{setup}}/{{method}}.pt",
+    log:
+        f"{RESULTS}/logs/baseline/{{setup}}/{{method}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/baseline/{{setup}}/{{method}}.tsv"
+    wildcard_constraints:
+        method="loo|gp|nc|ii|atp",
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        kind=lambda wildcards: setup_config(wildcards)["kind"],
+        evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
+        masks_per_batch=lambda wildcards: setup_config(wildcards)["ablation"][
+            "masks_per_batch"
+        ],
+        precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
+        device=config["device"],
+    script:
+        "../scripts/baseline.py"
+
+
 rule evaluate:
     input:
-        attributions=f"{RESULTS}/attributions/{{setup}}/coar.pt",
+        attributions=lambda wildcards: [
+            f"{RESULTS}/attributions/{wildcards.setup}/{method}.pt"
+            for method in evaluation_methods(wildcards)
+        ],
         outputs=evaluation_output_paths,
+        shards=shard_paths,
     output:
         summary=f"{RESULTS}/eval/{{setup}}/summary.csv",
         per_example=f"{RESULTS}/eval/{{setup}}/per_example.csv",
@@ -46,5 +81,6 @@ rule evaluate:
         runtime=10,
     params:
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
+        methods=evaluation_methods,
     script:
         "../scripts/evaluate.py"
