@@ -21,8 +21,8 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/lm_common.smk"
 include: "workflow/rules/lm.smk"
-include: "workflow/rules/sample_efficiency.smk"
 include: "workflow/rules/published.smk"
+include: "workflow/rules/sample_efficiency.smk"
 
 
 rule all:

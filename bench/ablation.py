@@ -133,18 +133,21 @@ def to_device(inputs, device, non_blocking=False):
     return inputs.to(device, non_blocking=non_blocking)
 
 
-def timed(fn, device: torch.device, rounds: int) -> float:
-    """Best-of-``rounds`` seconds after one warm-up call (which also compiles)."""
-    fn()
-    best = float("inf")
-    for _ in range(rounds):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+def best_times(fns: dict, device: torch.device, rounds: int) -> dict[str, float]:
+    """Best-of-``rounds`` seconds per function after one warm-up call each (which also
+    compiles); rounds interleaved so that load changes on a shared machine hit all alike."""
+    for fn in fns.values():
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -229,37 +232,35 @@ def main() -> None:
             f"{describe(device)}, {args.threads} CPU threads, compile {args.compile}, "
             f"{'bf16' if cuda else 'fp32'}, {max_batch:,} (mask, example) pairs per pass"
         )
-        seconds = {
-            "(a) plain inference": timed(plain, device, args.rounds) / (plain_passes * repeats),
-            "(b) ablated (ours)": timed(ablated, device, args.rounds) / n_masks,
-        }
-    model.cpu()  # the original moves a fresh copy to the device for every mask
-    if cuda:
-        torch.cuda.empty_cache()
 
-    @torch.no_grad()
-    def original():
-        # Per mask: CPU deep copy, zeroed weights, to the device, fp16 autocast (CUDA
-        # only), the evaluation set read from host memory batch by batch.
-        for keep in masks[:n_original]:
-            ablated_model = zero_components(copy.deepcopy(cpu_model), spec, keep).to(device)
-            ablated_model.eval()
-            batch = cfg.original_batch
-            for e0 in range(0, n_examples, batch):
-                x = to_device(take(host_inputs, slice(e0, e0 + batch)), device)
-                y = host_labels[e0 : e0 + batch].to(device)
-                with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
-                    out = call(ablated_model, x)
-                if language:  # the original: one .item() per sequence
-                    for i in range(y.shape[0]):
-                        lm_mean_margin(out.logits[i : i + 1], y[i : i + 1]).item()
-                else:
-                    margin(out, y).cpu()
-            del ablated_model
-            if cuda:
-                torch.cuda.empty_cache()
+        @torch.no_grad()
+        def original():
+            # Per mask: CPU deep copy, zeroed weights, to the device, fp16 autocast (CUDA
+            # only), the evaluation set read from host memory batch by batch.
+            for keep in masks[:n_original]:
+                ablated_model = zero_components(copy.deepcopy(cpu_model), spec, keep).to(device)
+                ablated_model.eval()
+                batch = cfg.original_batch
+                for e0 in range(0, n_examples, batch):
+                    x = to_device(take(host_inputs, slice(e0, e0 + batch)), device)
+                    y = host_labels[e0 : e0 + batch].to(device)
+                    with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+                        out = call(ablated_model, x)
+                    if language:  # the original: one .item() per sequence
+                        for i in range(y.shape[0]):
+                            lm_mean_margin(out.logits[i : i + 1], y[i : i + 1]).item()
+                    else:
+                        margin(out, y).cpu()
+                del ablated_model
+                if cuda:
+                    torch.cuda.empty_cache()
 
-    seconds["(c) original re-enacted"] = timed(original, device, 1) / n_original
+        names = ("(a) plain inference", "(b) ablated (ours)", "(c) original re-enacted")
+        best = best_times(
+            dict(zip(names, (plain, ablated, original), strict=True)), device, args.rounds
+        )
+    ablated_models = (plain_passes * repeats, n_masks, n_original)
+    seconds = {name: best[name] / k for name, k in zip(names, ablated_models, strict=True)}
 
     rates = {name: n_examples * units / s for name, s in seconds.items()}
     for name, rate in rates.items():

@@ -25,6 +25,7 @@ from coar.datasets import (
     read_image_beton,
     write_image_beton,
 )
+from coar.real_setups import components_of
 
 MINI = dict(format="original_pickle", architecture="cifar_miniresnet", size="tiny", num_classes=10)
 
@@ -74,8 +75,9 @@ def test_torchvision_weights_round_trip_through_our_format(tmp_path):
     )
     model = import_checkpoint(tmp_path / "resnet50-tiny.pth", cfg)
     save_checkpoint(model, tmp_path / "ours.pt", architecture=cfg, normalization="imagenet")
-    loaded, normalization = load_checkpoint(tmp_path / "ours.pt")
-    assert normalization["mean"][0] == pytest.approx(123.675)
+    loaded, info = load_checkpoint(tmp_path / "ours.pt")
+    assert info["normalization"]["mean"][0] == pytest.approx(123.675)
+    assert info["architecture"] == "imagenet_resnet50"
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), original(x))
@@ -83,9 +85,13 @@ def test_torchvision_weights_round_trip_through_our_format(tmp_path):
     assert "conv1" in names and not any("downsample" in n for n in names)
 
 
-def test_full_resnet50_has_the_papers_22720_components():
-    assert len(conv_filters(build_architecture("imagenet_resnet50", "full"))) == 22720
-    assert len(conv_filters(build_architecture("cifar_miniresnet", "full", 10))) == 2304
+def test_full_architectures_have_the_papers_component_counts():
+    for name, classes, count in (
+        ("cifar_miniresnet", 10, 2304),
+        ("imagenet_resnet50", 1000, 22720),
+        ("imagenet_vit", 1000, 82944),
+    ):
+        assert len(components_of(build_architecture(name, "full", classes), name)) == count
 
 
 def test_cifar10_tarball_to_beton_and_back(tmp_path):
@@ -126,6 +132,10 @@ def test_clip_loads_from_a_state_dict_in_openai_layout(tmp_path):
         text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1),
         quick_gelu=True,  # OpenAI's activation, which open_clip assumes for their files
     ).eval()
+    # OpenAI's weights are float16 and open_clip rebuilds through float16: use such values.
+    with torch.no_grad():
+        for parameter in tiny.parameters():
+            parameter.copy_(parameter.half().float())
     torch.save(tiny.state_dict(), tmp_path / "clip.pt")
     model = load_clip(tmp_path / "clip.pt")
     x = torch.randn(2, 3, 32, 32)

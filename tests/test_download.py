@@ -4,6 +4,7 @@ import hashlib
 
 import pytest
 from loopback import FileServer
+from test_workflow import MINI, snakemake, write_yaml
 
 from coar.download import DownloadError, download
 
@@ -92,3 +93,44 @@ def test_exhausted_retries_keep_only_a_hidden_part_file_that_the_next_call_resum
     assert dest.read_bytes() == BODY
     assert leftovers(tmp_path) == ["data.bin"]
     assert server.requests[-1][1] == f"bytes={len(BODY) // 2}-"
+
+
+def download_workflow(tmp_path, server, downloads):
+    """Snakemake's download rules (embedded default + a downloads block) for `downloads`."""
+    config = {"downloads": downloads, "downloads_dir": "resources"}
+    overlay = write_yaml(tmp_path / "downloads.yaml", config)
+    return snakemake(tmp_path, MINI, overlay, args=["--", "all_downloads"])
+
+
+@pytest.mark.workflow
+def test_download_rules_record_and_report_digests(server, tmp_path):
+    sha = hashlib.sha256(BODY).hexdigest()
+    server.files["/other.bin"] = BODY[::-1]
+    result = download_workflow(
+        tmp_path,
+        server,
+        {
+            "data.bin": {"url": f"{server.url}/data.bin", "sha256": sha},
+            "other.bin": {"url": f"{server.url}/other.bin", "sha256": None},
+        },
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    resources = tmp_path / "resources"
+    assert (resources / "data.bin").read_bytes() == BODY
+    table = (resources / "digests.tsv").read_text()
+    other_sha = hashlib.sha256(BODY[::-1]).hexdigest()
+    assert f"data.bin\t{len(BODY)}\t{sha}\tsha256" in table
+    assert f"other.bin\t{len(BODY)}\t{other_sha}\tnone" in table
+    assert (
+        f"other.bin:\n    sha256: {other_sha}" in (resources / "logs" / "digests.log").read_text()
+    )
+
+
+@pytest.mark.workflow
+def test_download_rule_with_a_wrong_digest_fails_and_leaves_nothing(server, tmp_path):
+    result = download_workflow(
+        tmp_path, server, {"data.bin": {"url": f"{server.url}/data.bin", "sha256": "0" * 64}}
+    )
+    assert result.returncode != 0
+    assert "checksum mismatch" in (tmp_path / "resources" / "logs" / "data.bin.log").read_text()
+    assert sorted(p.name for p in (tmp_path / "resources").iterdir()) == ["benchmarks", "logs"]

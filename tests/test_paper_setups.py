@@ -9,6 +9,7 @@ sizes: tiny architectures with random weights, a few masks, a few examples.
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -17,8 +18,10 @@ from test_workflow import planned_jobs, write_yaml
 from test_workflow import snakemake as run_snakemake
 from tiny_sources import (
     write_cifar10_tarball,
+    write_finetuned_resnet50,
     write_imagenet_val,
     write_original_datamodels,
+    write_original_image_beton,
     write_original_miniresnet,
     write_torchvision_weights,
 )
@@ -26,22 +29,33 @@ from tiny_sources import (
 from coar.attributions import Attributions
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
-SMOKE_SETUPS = ["cifar_miniresnet", "imagenet_resnet50"]
-TARGETS = ["results/figures/fig1.pdf"] + [
-    f"results/{kind}"
-    for setup in SMOKE_SETUPS
-    for kind in (f"eval/{setup}/published_comparison.csv", f"figures/published_{setup}.pdf")
+SMOKE_SETUPS = ["cifar_miniresnet", "imagenet_resnet50", "imagenet_vit"]
+# The editing experiments' models: their data, model and published-attribution rules.
+EDIT_TARGETS = [
+    "results/data/waterbirds_resnet50.npz",
+    "results/attributions/waterbirds_resnet50/published_train.pt",
+    "results/data/backdoored_cifar.npz",
+    "results/attributions/backdoored_cifar/published_triggered.pt",
 ]
+TARGETS = (
+    ["results/figures/fig1.pdf"]
+    + [
+        f"results/{kind}"
+        for setup in SMOKE_SETUPS
+        for kind in (f"eval/{setup}/published_comparison.csv", f"figures/published_{setup}.pdf")
+    ]
+    + EDIT_TARGETS
+)
 ALPHA_TRAIN = {
     name: cfg["ablation"]["alpha_train"]
     for name, cfg in yaml.safe_load(PAPER.read_text())["setups"].items()
 }
 
 
-def snakemake(workdir, *configs, options=(), targets=()):
+def snakemake(workdir, *configs, options=(), targets=(), timeout=600):
     """Snakemake on the paper config (+ overlays); targets follow "--", since --configfile
     takes every plain argument after it."""
-    return run_snakemake(workdir, *configs, args=[*options, "--", *targets])
+    return run_snakemake(workdir, *configs, args=[*options, "--", *targets], timeout=timeout)
 
 
 def make_files(directory):
@@ -52,6 +66,16 @@ def make_files(directory):
     # The authors' datamodels.pt (standardised units, fp16), one NaN as in their B file.
     write_original_datamodels(directory / "attr_cifar.pt", p=5 * 8, n=12, nan=False)
     write_original_datamodels(directory / "attr_imagenet_resnet50.pt", p=424, n=12, nan=True)
+    write_torchvision_weights(directory / "vit_b_16-c867db91.pth", "imagenet_vit")
+    # Setup C keeps every 10th of the 12 images: examples 0 and 10.
+    write_original_datamodels(directory / "attr_imagenet_vit.pt", p=224, n=2, nan=False)
+    write_finetuned_resnet50(directory / "model_waterbirds_resnet50.pt")
+    for split, n in (("train", 6), ("val", 4), ("test", 4)):
+        write_original_image_beton(directory / f"waterbirds_{split}.beton", n, (30, 40), True)
+    write_original_datamodels(directory / "attr_waterbirds_train.pt", p=424, n=6, nan=False)
+    write_original_miniresnet(directory / "model_backdoored_cifar.pt", seed=1)
+    write_original_image_beton(directory / "backdoored_cifar_test.beton", 12, (32, 32), False)
+    write_original_datamodels(directory / "attr_backdoored_cifar_with.pt", p=40, n=12)
     return {path.name: path.read_bytes() for path in directory.iterdir()}
 
 
@@ -70,6 +94,14 @@ def smoke_overlay(url: str, files: dict, imagenet_root) -> dict:
         }
         for name in SMOKE_SETUPS
     }
+    tiny_crop = {"image_size": 32}  # the original's centre-crop decoder, to 32 instead of 224
+    shrink["waterbirds_resnet50"] = {
+        "source": {
+            "model": {"size": "tiny"},
+            "splits": {split: tiny_crop for split in ("train", "val", "test")},
+        }
+    }
+    shrink["backdoored_cifar"] = {"source": {"model": {"size": "tiny"}}}
     return {
         "downloads": {
             name: {"url": f"{url}/{name}", **digests(body)} for name, body in files.items()
@@ -99,7 +131,8 @@ def smoke_run(tmp_path_factory):
         overlay = write_yaml(
             workdir / "smoke.yaml", smoke_overlay(server.url, files, workdir / "imagenet" / "val")
         )
-        result = snakemake(workdir, PAPER, overlay, targets=TARGETS)
+        # ~45 jobs of a few CPU seconds each; generous timeout for shared CI machines.
+        result = snakemake(workdir, PAPER, overlay, targets=TARGETS, timeout=1800)
     assert result.returncode == 0, result.stderr[-6000:]
     return workdir, overlay, files
 
@@ -118,6 +151,9 @@ def test_paper_rules_run_on_tiny_architectures(smoke_run):
     b = Attributions.load(results / "attributions" / "imagenet_resnet50" / "coar.pt")
     assert b.weight.shape == (424, 12)
     assert not any("downsample" in name for name in b.component_names)
+    c = Attributions.load(results / "attributions" / "imagenet_vit" / "coar.pt")
+    assert c.weight.shape == (2 * (3 * 16 + 16 + 32 + 16), 2)
+    assert c.component_names[0] == "encoder.layers.encoder_layer_0.self_attention.in_proj[0]"
     check = yaml.safe_load((results / "data" / "imagenet_val.check.json").read_text())
     assert check["images"] == 12
 
@@ -136,15 +172,38 @@ def test_published_attributions_are_converted_and_compared(smoke_run):
             results / "logs" / "convert_published_attributions" / "imagenet_resnet50_test.log"
         ).read_text()
     )
-    for setup, undefined in (("cifar_miniresnet", 0), ("imagenet_resnet50", 1)):
+    for setup, undefined, n in (
+        ("cifar_miniresnet", 0, 12),
+        ("imagenet_resnet50", 1, 12),
+        ("imagenet_vit", 0, 2),
+    ):
         summary = pd.read_csv(results / "eval" / setup / "published_comparison.csv")
         assert set(summary.method) == {"coar", "published", "agreement"}
         rows = summary.set_index("method")
         assert rows.loc["agreement", "n_undefined"] == undefined
         assert rows.loc["published", "n_undefined"] >= undefined
         per_example = pd.read_csv(results / "eval" / setup / "published_per_example.csv")
-        assert len(per_example) == 12 and "agreement" in per_example.columns
+        assert len(per_example) == n and "agreement" in per_example.columns
         assert (results / "figures" / f"published_{setup}.pdf").read_bytes()[:4] == b"%PDF"
+
+
+@pytest.mark.workflow
+def test_edit_models_data_and_published_attributions(smoke_run):
+    workdir, _, _ = smoke_run
+    results = workdir / "results"
+    with np.load(results / "data" / "waterbirds_resnet50.npz") as data:
+        assert {k: data[k].shape for k in data.files if k.startswith("x_")} == {
+            f"x_{split}": (n, 3, 32, 32) for split, n in (("train", 6), ("val", 4), ("test", 4))
+        }
+        assert set(np.unique(data["g_train"])) <= {0, 1}
+    train = Attributions.load(
+        results / "attributions" / "waterbirds_resnet50" / "published_train.pt"
+    )
+    assert train.weight.shape == (424, 6) and train.meta["split"] == "train"
+    with np.load(results / "data" / "backdoored_cifar.npz") as data:
+        assert data["x_test"].shape == data["x_triggered"].shape == (12, 3, 32, 32)
+    triggered = results / "attributions" / "backdoored_cifar" / "published_triggered.pt"
+    assert Attributions.load(triggered).weight.shape == (40, 12)
 
 
 @pytest.mark.workflow

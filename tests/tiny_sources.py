@@ -136,6 +136,10 @@ def write_imagenet_val(root: Path, n_classes: int = 4, per_class: int = 3, seed:
 def write_torchvision_weights(path: Path, architecture: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = randomize_batchnorm(build_architecture(architecture, "tiny", 1000), seed).eval()
+    if hasattr(model, "heads"):
+        # torchvision initialises the ViT's classification head to zero: every margin would
+        # be 0 whatever is ablated. Trained weights are not zero; random ones will do.
+        nn.init.normal_(model.heads.head.weight, std=0.5)
     torch.save(model.state_dict(), path)
     return model
 
@@ -150,3 +154,23 @@ def write_original_datamodels(path: Path, p: int, n: int, seed: int = 0, nan: bo
         {"weight": weight, "bias": torch.randn(n, generator=generator), "lam": torch.zeros(n)}, path
     )
     return weight
+
+
+def write_original_image_beton(path: Path, n: int, side: tuple, groups: bool, seed: int = 0):
+    """A beton with the original's fields (image, label[, group]) of random images."""
+    from coar.datasets import write_image_beton
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, *side, 3), dtype=np.uint8)
+    labels = rng.integers(0, 2, n)
+    write_image_beton(
+        path, lambda i: images[i], labels, groups=rng.integers(0, 2, n) if groups else None
+    )
+
+
+def write_finetuned_resnet50(path: Path, num_classes: int = 2, seed: int = 0) -> nn.Module:
+    """A state dict whose names carry the fine-tuned models' base_model. prefix."""
+    torch.manual_seed(seed)
+    model = randomize_batchnorm(build_architecture("imagenet_resnet50", "tiny", num_classes))
+    torch.save({f"base_model.{k}": v for k, v in model.state_dict().items()}, path)
+    return model.eval()

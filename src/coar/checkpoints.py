@@ -1,4 +1,4 @@
-"""The paper's models: architectures, importing published checkpoints, our safe format.
+"""The paper's models: importing published checkpoints into our safe format.
 
 Published checkpoints come in three formats (``source.model.format`` in the config):
 
@@ -49,7 +49,9 @@ class _NarrowResNet(ResNet):
     """torchvision's ResNet with every stage's width divided by `divisor` (tiny tests).
 
     Module names and block structure are those of the full model, so component
-    specs, checkpoints and masking run the same code paths.
+    specs, checkpoints and masking run the same code paths. (Narrower than
+    coar.architectures' tiny ResNet-50: the workflow tests fit its 424 components
+    from a few dozen masks in seconds.)
     """
 
     def __init__(self, block, layers, num_classes: int, divisor: int):
@@ -95,7 +97,11 @@ SIZES = ("full", "tiny")
 
 
 def build_architecture(name: str, size: str = "full", num_classes: int = 1000) -> nn.Module:
-    """A randomly initialised model of one of the paper's architectures."""
+    """A randomly initialised model to load a checkpoint into.
+
+    Unlike ``coar.architectures.build`` it takes the number of classes (2 for the
+    fine-tuned Waterbirds and CelebA ResNet-50s), and its tiny sizes take the real
+    datasets' inputs (32x32 CIFAR-10 images)."""
     if name not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {name!r} (known: {sorted(ARCHITECTURES)})")
     if size not in SIZES:
@@ -236,7 +242,8 @@ def save_checkpoint(model: nn.Module, path, *, architecture: dict, normalization
 
 
 def load_checkpoint(path) -> tuple[nn.Module, dict]:
-    """(model in eval mode, normalisation {mean, std} on the 0-255 scale)."""
+    """(model in eval mode, info): info holds ``architecture`` (the name) and
+    ``normalization`` ({mean, std} on the 0-255 scale)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"model checkpoint {path} does not exist")
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -246,7 +253,11 @@ def load_checkpoint(path) -> tuple[nn.Module, dict]:
     else:
         model = build_architecture(arch["architecture"], arch["size"], arch["num_classes"])
     _load_strict(model, payload["state_dict"], str(path))
-    return model.eval(), NORMALIZATION[payload["normalization"]]
+    info = {
+        "architecture": arch["architecture"],
+        "normalization": NORMALIZATION[payload["normalization"]],
+    }
+    return model.eval(), info
 
 
 def load_clip(path) -> nn.Module:

@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models import VisionTransformer
 
+from coar.architectures import architecture
 from coar.checkpoints import load_checkpoint
-from coar.components import ComponentSpec, conv_filters
+from coar.components import ComponentSpec, component_spec
 from coar.outputs import margin
 from coar.setups import Setup
 
 
-def components_of(model: nn.Module) -> ComponentSpec:
-    """The paper's components: conv filters of the ResNets (downsample convs excluded)."""
-    if isinstance(model, VisionTransformer):
-        raise NotImplementedError("ViT neurons need coar.components.component_spec")
-    return conv_filters(model)
+def components_of(model: nn.Module, architecture_name: str) -> ComponentSpec:
+    """The paper's components for an architecture: conv filters of the ResNets
+    (downsample convs excluded), neurons of the ViT (coar.architectures says which)."""
+    return component_spec(model, architecture(architecture_name).kind)
 
 
 def normalized_images(
@@ -46,9 +45,10 @@ def load_image_setup(
     name: str, model_path, data_path, device: torch.device, split: str = "test"
 ) -> Setup:
     """A paper setup on the examples of one split (default: the test/evaluation split)."""
-    model, normalization = load_checkpoint(model_path)
+    model, info = load_checkpoint(model_path)
+    spec = components_of(model, info["architecture"])
     model = model.to(device)
     examples = load_examples(data_path, split)
-    inputs = normalized_images(examples["x"], normalization, device)
+    inputs = normalized_images(examples["x"], info["normalization"], device)
     labels = torch.from_numpy(examples["y"]).to(device)
-    return Setup(name, model, components_of(model), inputs, labels, margin)
+    return Setup(name, model, spec, inputs, labels, margin)

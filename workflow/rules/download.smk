@@ -1,35 +1,11 @@
 # One download rule per file in config key `downloads`: resumable, retried, atomic, and
 # checked twice against the pinned digest (by coar.download before the file gets its
 # name, and by Snakemake's ensure() afterwards).
-import re
-
-DOWNLOADS = config.get("downloads", {})
-DOWNLOADS_DIR = config.get("downloads_dir", "resources").rstrip("/")
-
-
-def download_path(name):
-    if name not in DOWNLOADS:
-        raise ValueError(
-            f"file {name!r} is used by a setup but not listed under config key downloads "
-            f"(listed: {sorted(DOWNLOADS)})"
-        )
-    return f"{DOWNLOADS_DIR}/{name}"
-
-
-def pinned_checksum(entry):
-    """Snakemake's ensure() takes one full digest: sha256 if pinned, else md5."""
-    if entry.get("sha256"):
-        return {"sha256": entry["sha256"]}
-    if entry.get("md5"):
-        return {"md5": entry["md5"]}
-    return {}
-
-
 for _name, _entry in DOWNLOADS.items():
 
     rule:
         name:
-            "download_" + re.sub(r"\W", "_", _name)
+            download_rule_name(_name)
         output:
             file=ensure(
                 f"{DOWNLOADS_DIR}/{_name}", non_empty=True, **pinned_checksum(_entry)
@@ -50,3 +26,27 @@ for _name, _entry in DOWNLOADS.items():
             retries=5,
         script:
             "../scripts/download.py"
+
+
+# `snakemake all_downloads`: fetch every file; resources/digests.tsv lists each file's
+# digests and which were pinned, with a config snippet for those that were not.
+rule all_downloads:
+    input:
+        files=[f"{DOWNLOADS_DIR}/{name}" for name in DOWNLOADS],
+        records=[f"{DOWNLOADS_DIR}/{name}.json" for name in DOWNLOADS],
+    output:
+        f"{DOWNLOADS_DIR}/digests.tsv",
+    log:
+        f"{DOWNLOADS_DIR}/logs/digests.log",
+    benchmark:
+        f"{DOWNLOADS_DIR}/benchmarks/digests.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        names=list(DOWNLOADS),
+    script:
+        "../scripts/download_digests.py"

@@ -1,8 +1,3 @@
-def evaluation_methods(wildcards):
-    """Coar first, then the baselines named in the setup's evaluation config."""
-    return ["coar", *setup_config(wildcards)["evaluation"]["baselines"]]
-
-
 rule evaluation_outputs:
     input:
         model=f"{RESULTS}/models/{{setup}}.pt",
@@ -25,9 +20,9 @@ rule evaluation_outputs:
         masks_per_batch=lambda wildcards: setup_config(wildcards)["ablation"][
             "masks_per_batch"
         ],
-        training_run=training_run,
         precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
         compile=lambda wildcards: setup_config(wildcards)["ablation"]["compile"],
+        training_run=training_run,
         device=config["device"],
     script:
         "../scripts/evaluation_outputs.py"
@@ -57,6 +52,7 @@ rule baseline:
         masks_per_batch=lambda wildcards: setup_config(wildcards)["ablation"][
             "masks_per_batch"
         ],
+        precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
         device=config["device"],
     script:
         "../scripts/baseline.py"

@@ -2,32 +2,6 @@
 # then compared with ours (agreement per example; their accuracy under our evaluation).
 
 
-def published_config(wildcards):
-    source = SETUPS[wildcards.setup].get("source", {})
-    published = source.get("published_attributions", {})
-    if wildcards.split not in published:
-        raise ValueError(
-            f"setup {wildcards.setup!r} has no published attributions for split "
-            f"{wildcards.split!r} (config key setups.{wildcards.setup}.source."
-            "published_attributions)"
-        )
-    return published[wildcards.split]
-
-
-def published_targets():
-    """The comparison of every setup in a figure that has published test attributions."""
-    setups = {s for figure in config["figures"] for s in figure_setups(figure)}
-    return [
-        path
-        for setup in sorted(setups)
-        if "test" in SETUPS[setup].get("source", {}).get("published_attributions", {})
-        for path in (
-            f"{RESULTS}/eval/{setup}/published_comparison.csv",
-            f"{RESULTS}/figures/published_{setup}.pdf",
-        )
-    ]
-
-
 rule convert_published_attributions:
     input:
         published=lambda wildcards: download_path(

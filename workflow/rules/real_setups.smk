@@ -1,30 +1,5 @@
 # The paper's setups: evaluation sets as FFCV betons, examples files, imported models.
 # Setups with a `source` (config) take these rules; mini_digits keeps prepare_digits/train.
-REAL_SETUPS = [name for name, cfg in SETUPS.items() if "source" in cfg]
-REAL_SETUP_PATTERN = "|".join(REAL_SETUPS) or "(?!)"
-PREPARED_BETONS = {
-    "cifar10_test": f"{RESULTS}/data/cifar10_test.beton",
-    "imagenet_val": f"{RESULTS}/data/imagenet_val.beton",
-}
-
-
-def split_betons(wildcards):
-    """Split name -> the beton its examples come from (prepared here or downloaded)."""
-    splits = SETUPS[wildcards.setup]["source"]["splits"]
-    return {
-        split: (
-            PREPARED_BETONS[src["beton"]]
-            if "beton" in src
-            else download_path(src["download"])
-        )
-        for split, src in splits.items()
-    }
-
-
-def model_download(wildcards):
-    return download_path(SETUPS[wildcards.setup]["source"]["model"]["download"])
-
-
 ruleorder: prepare_examples > prepare_digits
 ruleorder: import_model > train
 

@@ -5,6 +5,7 @@ import torch
 from coar.baselines import compute_baseline
 from coar.device import describe, resolve_device
 from coar.logs import log_to
+from coar.masking import MaskedModel, auto_max_batch, uses_bf16
 from coar.setups import load_setup
 
 log = log_to(snakemake.log[0])
@@ -18,13 +19,21 @@ setup = load_setup(
     snakemake.input.data,
     device,
 )
+bf16 = uses_bf16(device, snakemake.params.precision)
+masks_per_batch = snakemake.params.masks_per_batch
+if masks_per_batch == "auto":  # as the ablations: fill the GPU, 4,096 pairs on the CPU
+    masked = MaskedModel(setup.model.eval(), setup.spec)
+    max_batch = auto_max_batch(masked, setup.inputs, setup.labels, setup.output_fn, bf16)
+else:
+    max_batch = int(masks_per_batch) * setup.n_examples
 log.info(
-    "setup %s on %s: baseline %s, %d components, %d examples",
+    "setup %s on %s: baseline %s, %d components, %d examples, %d samples per forward pass",
     setup.name,
     describe(device),
     method,
     len(setup.spec),
     setup.n_examples,
+    max_batch,
 )
 attributions = compute_baseline(
     method,
@@ -34,7 +43,8 @@ attributions = compute_baseline(
     setup.labels,
     setup.output_fn,
     n_steps=snakemake.params.evaluation["integration_steps"],
-    max_batch=snakemake.params.masks_per_batch * setup.n_examples,
+    max_batch=max_batch,
+    autocast=bf16,
     meta={"setup": setup.name},
 )
 attributions.save(snakemake.output[0])

@@ -10,12 +10,12 @@ from coar.real_setups import components_of
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.published
 split = snakemake.wildcards.split
-model, _ = load_checkpoint(snakemake.input.model)
+model, info = load_checkpoint(snakemake.input.model)
 with np.load(snakemake.input.data) as data:
     n_examples = len(data[f"y_{split}"])
 attributions = from_original_datamodels(
     snakemake.input.published,
-    component_names=components_of(model).names(),
+    component_names=components_of(model, info["architecture"]).names(),
     example_ids=list(range(n_examples)),
     alpha=cfg["alpha"],
 )
