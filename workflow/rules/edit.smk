@@ -1,0 +1,393 @@
+# Coar-Edit (paper Section 5): attributions of example sets, edit experiments, figures.
+# Example sets (setups.<setup>.examples) reuse the ablate -> gather -> fit rules under
+# ablations/<setup>/<set>/ and attributions/<setup>/<set>/; experiments (setups.<setup>.edits)
+# write edits/<setup>/<experiment>/; the figure numbers come from the config's figures table.
+
+
+wildcard_constraints:
+    examples=r"[A-Za-z0-9_]+",
+    target_class=r"\d+",
+
+
+EXAMPLE_SET_RUN_KEYS = ("n_masks", "n_shards")
+
+
+def example_set(wildcards):
+    sets = SETUPS[wildcards.setup].get("examples", {})
+    if wildcards.examples not in sets:
+        raise ValueError(
+            f"setups.{wildcards.setup}.examples has no example set {wildcards.examples!r} "
+            f"(defined: {sorted(sets)})"
+        )
+    return sets[wildcards.examples]
+
+
+def example_selection(wildcards):
+    """What selects the set's examples (split, rule, seed...): passed to coar.setups.load_setup."""
+    return {
+        k: v for k, v in example_set(wildcards).items() if k not in EXAMPLE_SET_RUN_KEYS
+    }
+
+
+def example_set_ablation(wildcards):
+    """The setup's ablation settings with the example set's own mask count and shards."""
+    examples = example_set(wildcards)
+    return {
+        **SETUPS[wildcards.setup]["ablation"],
+        **{k: examples[k] for k in EXAMPLE_SET_RUN_KEYS},
+        "examples": {"name": wildcards.examples, **example_selection(wildcards)},
+    }
+
+
+def example_set_run(wildcards):
+    cfg = example_set_ablation(wildcards)
+    return {
+        **run_id(cfg["seed"], "train", cfg["alpha_train"], cfg["n_masks"]),
+        "examples": example_selection(wildcards),
+    }
+
+
+def example_shard_paths(wildcards):
+    n_shards = example_set(wildcards)["n_shards"]
+    return [
+        f"{RESULTS}/ablations/{wildcards.setup}/{wildcards.examples}/shard_{k}.npz"
+        for k in range(n_shards)
+    ]
+
+
+def example_attributions(setup, name):
+    return f"{RESULTS}/attributions/{setup}/{name}/coar.pt"
+
+
+def edit_config(setup, experiment):
+    edits = SETUPS[setup].get("edits", {})
+    if experiment not in edits:
+        raise ValueError(
+            f"setups.{setup}.edits has no {experiment!r} experiment, "
+            f"but a figure of that experiment lists setup {setup!r}"
+        )
+    return edits[experiment]
+
+
+def figure_of(experiment):
+    """The figure number showing an experiment (config table), or a never-matching pattern."""
+    numbers = [
+        name
+        for name, figure in config["figures"].items()
+        if figure.get("experiment") == experiment
+    ]
+    return "|".join(numbers) or "(?!)"
+
+
+def experiment_setups(wildcards, experiment):
+    setups = figure_setups(wildcards.figure)
+    for setup in setups:
+        edit_config(setup, experiment)
+    return setups
+
+
+use rule ablate as ablate_examples with:
+    output:
+        f"{RESULTS}/ablations/{{setup}}/{{examples}}/shard_{{shard}}.npz",
+    log:
+        f"{RESULTS}/logs/ablate/{{setup}}/{{examples}}/shard_{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/ablate/{{setup}}/{{examples}}/shard_{{shard}}.tsv"
+    params:
+        ablation=example_set_ablation,
+        run=example_set_run,
+        examples=example_selection,
+
+
+use rule gather as gather_examples with:
+    input:
+        example_shard_paths,
+    output:
+        f"{RESULTS}/ablations/{{setup}}/{{examples}}/component_dataset.beton",
+    log:
+        f"{RESULTS}/logs/gather/{{setup}}/{{examples}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gather/{{setup}}/{{examples}}.tsv"
+    params:
+        run=example_set_run,
+
+
+use rule fit as fit_examples with:
+    input:
+        beton=f"{RESULTS}/ablations/{{setup}}/{{examples}}/component_dataset.beton",
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+    output:
+        f"{RESULTS}/attributions/{{setup}}/{{examples}}/coar.pt",
+    log:
+        f"{RESULTS}/logs/fit/{{setup}}/{{examples}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit/{{setup}}/{{examples}}.tsv"
+    params:
+        ablation=example_set_ablation,
+        examples=example_selection,
+
+
+rule edit_forget:
+    input:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+        attributions=lambda wildcards: example_attributions(
+            wildcards.setup, edit_config(wildcards.setup, "forget")["examples"]
+        ),
+    output:
+        sweep=f"{RESULTS}/edits/{{setup}}/forget/class{{target_class}}/sweep.csv",
+        summary=f"{RESULTS}/edits/{{setup}}/forget/class{{target_class}}/summary.json",
+        model=f"{RESULTS}/edits/{{setup}}/forget/class{{target_class}}/edited_model.pt",
+    log:
+        f"{RESULTS}/logs/edit_forget/{{setup}}/class{{target_class}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/edit_forget/{{setup}}/class{{target_class}}.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        kind=lambda wildcards: setup_config(wildcards)["kind"],
+        edit=lambda wildcards: edit_config(wildcards.setup, "forget"),
+        device=config["device"],
+    script:
+        "../scripts/edit_forget.py"
+
+
+rule edit_errors:
+    input:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+        errors=lambda wildcards: example_attributions(
+            wildcards.setup, edit_config(wildcards.setup, "errors")["examples"]
+        ),
+        reference=lambda wildcards: example_attributions(
+            wildcards.setup, edit_config(wildcards.setup, "errors")["reference"]
+        ),
+    output:
+        table=f"{RESULTS}/edits/{{setup}}/errors/per_example.csv",
+        summary=f"{RESULTS}/edits/{{setup}}/errors/summary.json",
+        edits=f"{RESULTS}/edits/{{setup}}/errors/edits.pt",
+    log:
+        f"{RESULTS}/logs/edit_errors/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/edit_errors/{{setup}}.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        kind=lambda wildcards: setup_config(wildcards)["kind"],
+        edit=lambda wildcards: edit_config(wildcards.setup, "errors"),
+        device=config["device"],
+    script:
+        "../scripts/edit_errors.py"
+
+
+rule edit_subpopulation:
+    input:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+        attributions=lambda wildcards: example_attributions(
+            wildcards.setup, edit_config(wildcards.setup, "subpopulation")["examples"]
+        ),
+    output:
+        sweep=f"{RESULTS}/edits/{{setup}}/subpopulation/sweep.csv",
+        summary=f"{RESULTS}/edits/{{setup}}/subpopulation/summary.json",
+        model=f"{RESULTS}/edits/{{setup}}/subpopulation/edited_model.pt",
+    log:
+        f"{RESULTS}/logs/edit_subpopulation/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/edit_subpopulation/{{setup}}.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        kind=lambda wildcards: setup_config(wildcards)["kind"],
+        edit=lambda wildcards: edit_config(wildcards.setup, "subpopulation"),
+        device=config["device"],
+    script:
+        "../scripts/edit_subpopulation.py"
+
+
+rule edit_backdoor:
+    input:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+        triggered=lambda wildcards: example_attributions(
+            wildcards.setup, edit_config(wildcards.setup, "backdoor")["triggered"]
+        ),
+        clean=lambda wildcards: example_attributions(
+            wildcards.setup, edit_config(wildcards.setup, "backdoor")["clean"]
+        ),
+    output:
+        sweep=f"{RESULTS}/edits/{{setup}}/backdoor/sweep.csv",
+        summary=f"{RESULTS}/edits/{{setup}}/backdoor/summary.json",
+        model=f"{RESULTS}/edits/{{setup}}/backdoor/edited_model.pt",
+    log:
+        f"{RESULTS}/logs/edit_backdoor/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/edit_backdoor/{{setup}}.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        kind=lambda wildcards: setup_config(wildcards)["kind"],
+        edit=lambda wildcards: edit_config(wildcards.setup, "backdoor"),
+        experiment="backdoor",
+        suffix="triggered",
+        target_class=lambda wildcards: setup_config(wildcards)["data"]["backdoor"][
+            "target_class"
+        ],
+        device=config["device"],
+    script:
+        "../scripts/edit_backdoor.py"
+
+
+use rule edit_backdoor as edit_typographic with:
+    input:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+        triggered=lambda wildcards: example_attributions(
+            wildcards.setup, edit_config(wildcards.setup, "typographic")["attacked"]
+        ),
+        clean=lambda wildcards: example_attributions(
+            wildcards.setup, edit_config(wildcards.setup, "typographic")["clean"]
+        ),
+    output:
+        sweep=f"{RESULTS}/edits/{{setup}}/typographic/sweep.csv",
+        summary=f"{RESULTS}/edits/{{setup}}/typographic/summary.json",
+        model=f"{RESULTS}/edits/{{setup}}/typographic/edited_model.pt",
+    log:
+        f"{RESULTS}/logs/edit_typographic/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/edit_typographic/{{setup}}.tsv"
+    params:
+        edit=lambda wildcards: edit_config(wildcards.setup, "typographic"),
+        experiment="typographic",
+        suffix="attacked",
+        target_class=None,
+
+
+def forget_summaries(wildcards):
+    return [
+        f"{RESULTS}/edits/{setup}/forget/class{c}/{name}"
+        for setup in experiment_setups(wildcards, "forget")
+        for c in edit_config(setup, "forget")["classes"]
+        for name in ("sweep.csv", "summary.json")
+    ]
+
+
+def experiment_outputs(experiment, *names):
+    def paths(wildcards):
+        return [
+            f"{RESULTS}/edits/{setup}/{experiment}/{name}"
+            for setup in experiment_setups(wildcards, experiment)
+            for name in names
+        ]
+
+    return paths
+
+
+rule figure_errors:
+    input:
+        experiment_outputs("errors", "per_example.csv", "summary.json"),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/{{figure}}.pdf",
+            caption="../report/edit_errors.rst",
+            category="Figures",
+        ),
+        table=f"{RESULTS}/figures/{{figure}}.csv",
+    log:
+        f"{RESULTS}/logs/figures/{{figure}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/{{figure}}.tsv"
+    wildcard_constraints:
+        figure=figure_of("errors"),
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        experiment="errors",
+        title=lambda wildcards: config["figures"][wildcards.figure]["title"],
+    script:
+        "../scripts/edit_figure.py"
+
+
+use rule figure_errors as figure_forget with:
+    input:
+        forget_summaries,
+    output:
+        figure=report(
+            f"{RESULTS}/figures/{{figure}}.pdf",
+            caption="../report/edit_forget.rst",
+            category="Figures",
+        ),
+        table=f"{RESULTS}/figures/{{figure}}.csv",
+    wildcard_constraints:
+        figure=figure_of("forget"),
+    params:
+        experiment="forget",
+
+
+use rule figure_errors as figure_subpopulation with:
+    input:
+        experiment_outputs("subpopulation", "sweep.csv", "summary.json"),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/{{figure}}.pdf",
+            caption="../report/edit_subpopulation.rst",
+            category="Figures",
+        ),
+        table=f"{RESULTS}/figures/{{figure}}.csv",
+    wildcard_constraints:
+        figure=figure_of("subpopulation"),
+    params:
+        experiment="subpopulation",
+
+
+use rule figure_errors as figure_backdoor with:
+    input:
+        experiment_outputs("backdoor", "sweep.csv", "summary.json"),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/{{figure}}.pdf",
+            caption="../report/edit_backdoor.rst",
+            category="Figures",
+        ),
+        table=f"{RESULTS}/figures/{{figure}}.csv",
+    wildcard_constraints:
+        figure=figure_of("backdoor"),
+    params:
+        experiment="backdoor",
+
+
+use rule figure_errors as figure_typographic with:
+    input:
+        experiment_outputs("typographic", "sweep.csv", "summary.json"),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/{{figure}}.pdf",
+            caption="../report/edit_typographic.rst",
+            category="Figures",
+        ),
+        table=f"{RESULTS}/figures/{{figure}}.csv",
+    wildcard_constraints:
+        figure=figure_of("typographic"),
+    params:
+        experiment="typographic",
