@@ -74,7 +74,12 @@ def test_typographic_attack_writes_text_and_keeps_size():
 
 def _attributions(setup, n_masks=60):
     masks, outputs = ablate_rows(
-        setup, seed=0, stream="train", rows=range(n_masks), alpha=0.1, masks_per_batch=8,
+        setup,
+        seed=0,
+        stream="train",
+        rows=range(n_masks),
+        alpha=0.1,
+        masks_per_batch=8,
         progress=False,
     )
     stats = GramStats.zeros(len(setup.spec), setup.n_examples)

@@ -8,7 +8,8 @@ fit) then attribute the selected examples. Selections:
 - ``random``: ``n`` examples, optionally without ``exclude_classes``;
 - ``per_class``: ``n`` examples of every class;
 - ``per_group``: ``n`` examples of every group (the split's ``groups``);
-- ``misclassified``: every example the (unedited) model gets wrong.
+- ``misclassified``: every example the (unedited) model gets wrong (at most ``n`` of
+  them, chosen at random, if ``n`` is given).
 
 Two sets with the same selection on splits of the same labels (e.g. a clean
 and a triggered copy of the same images) select the same rows: pairs stay
@@ -79,6 +80,8 @@ def selected_ids(setup: Setup, examples: dict) -> np.ndarray:
         ids = np.flatnonzero(_predictions(setup) != labels)
         if len(ids) == 0:
             raise ValueError(f"{what}: the model makes no errors on this split")
+        if "n" in examples and examples["n"] < len(ids):
+            return _sample(rng, ids, examples["n"], what)
         return ids
     raise ValueError(f"{what}: unknown selection (known: {SELECTIONS})")
 
