@@ -68,14 +68,14 @@ ax.set_xlabel("accuracy change (points)")
 
 # %%
 records = torch.load(experiment / "edits.pt", weights_only=True)["edits"]
-record = records[0]
-print(record["criterion"])
-model = load_model(RESULTS / "models" / f"{SETUP}.pt")
-spec = conv_filters(model)
-edited = apply_edit(model, spec, record["ablated"])
-with np.load(RESULTS / "data" / f"{SETUP}.npz") as data:
-    x = torch.from_numpy(data["x_test"][record["example"] : record["example"] + 1])
-with torch.no_grad():
-    prediction = int(edited(x).argmax(1))
-print(f"test example {record['example']}: label {record['label']}, edited prediction {prediction}")
-assert prediction == record["label"]
+assert len(records) == table.fixed.sum()
+for record in records[:3]:
+    model = load_model(RESULTS / "models" / f"{SETUP}.pt")
+    edited = apply_edit(model, conv_filters(model), record["ablated"])
+    with np.load(RESULTS / "data" / f"{SETUP}.npz") as data:
+        x = torch.from_numpy(data["x_test"][record["example"] : record["example"] + 1])
+    with torch.no_grad():
+        prediction = int(edited(x).argmax(1))
+    print(f"test example {record['example']}: label {record['label']}, k = {record['k']}, "
+          f"edited prediction {prediction} ({record['criterion']})")
+    assert prediction == record["label"]
