@@ -149,6 +149,8 @@ def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
         "fit_examples": 1,
         "edit_forget": 1,
         "figure_forget": 1,
+        "sample_efficiency": 1,
+        "sample_efficiency_figure": 1,
         "all": 1,
     }
 
@@ -186,6 +188,19 @@ def test_figure_naming_an_unknown_setup_is_named(tmp_path):
     config["figures"]["fig1"]["setups"] = ["mini_digits", "setup_z"]
     message = bad_config_run(tmp_path, config)
     assert "figures.fig1.setups" in message and "setup_z" in message
+
+
+@pytest.mark.workflow
+def test_mini_workflow_writes_the_sample_efficiency_study(mini_run):
+    workdir, _ = mini_run
+    figures = workdir / "results" / "mini" / "figures"
+    assert (figures / "sample_efficiency.pdf").stat().st_size > 0
+    numbers = pd.read_csv(figures / "sample_efficiency.csv")
+    assert set(numbers.solver) == {"least_squares", "ridge", "lasso"}
+    assert numbers.m.max() == 600 and numbers.m.min() == 30  # fractions of n_masks
+    assert numbers.mean_corr.between(-1, 1).all()
+    summary = pd.read_csv(figures / "sample_efficiency_summary.csv")
+    assert set(summary.solver) == {"least_squares", "ridge", "lasso"}
 
 
 EDIT_FIGURES = {"fig2": "errors", "fig3": "forget", "fig4": "subpopulation", "fig7": "backdoor"}

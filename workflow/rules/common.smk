@@ -57,5 +57,19 @@ def figure_setups(figure):
     return setups
 
 
+def sample_efficiency_setups():
+    setups = config.get("sample_efficiency", {}).get("setups", [])
+    unknown = [s for s in setups if s not in SETUPS]
+    if unknown:
+        raise ValueError(
+            f"config key sample_efficiency.setups names unknown setups {unknown}; "
+            f"defined setups: {sorted(SETUPS)}"
+        )
+    return setups
+
+
 def all_targets():
-    return [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
+    targets = [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
+    if sample_efficiency_setups():
+        targets.append(f"{RESULTS}/figures/sample_efficiency.pdf")
+    return targets

@@ -19,5 +19,6 @@ rule fit:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         fit=lambda wildcards: setup_config(wildcards)["fit"],
         ablation=lambda wildcards: setup_config(wildcards)["ablation"],
+        device=config["device"],
     script:
         "../scripts/fit.py"

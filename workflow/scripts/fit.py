@@ -23,5 +23,6 @@ attributions = fit_from_beton(
     example_ids=setup.ids(),
     fit_config=snakemake.params.fit,
     meta={"setup": setup.name, "method": "coar", **snakemake.params.ablation},
+    device=resolve_device(snakemake.params.device),
 )
 attributions.save(snakemake.output[0])
