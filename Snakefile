@@ -23,6 +23,8 @@ include: "workflow/rules/lm_common.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/published.smk"
 include: "workflow/rules/sample_efficiency.smk"
+include: "workflow/rules/edit_common.smk"
+include: "workflow/rules/edit.smk"
 
 
 rule all:

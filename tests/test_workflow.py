@@ -1,6 +1,7 @@
 """The embedded default run by Snakemake in a temporary directory, with shrunk sizes."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -9,13 +10,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from coar.attributions import Attributions
+from coar.components import conv_filters
+from coar.models import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "config" / "mini.yaml"
 
+# Coar-Edit setups and example sets, shrunk like mini_digits.
+EDIT_SMALL = {
+    "model": {"planes": 8, "num_blocks": 2, "pool": 2},
+    "train": {"epochs": 4},
+    "ablation": {"masks_per_batch": 50},
+}
 SMALL = {
     "setups": {
         "mini_digits": {
@@ -28,6 +38,29 @@ SMALL = {
                 "n_bootstrap": 200,
                 "integration_steps": 8,
             },
+            "examples": {"train_per_class": {"n": 4, "n_masks": 150}},
+            "edits": {"forget": {"classes": [3], "k_max": 20}},
+        },
+        "mini_noisy": {
+            **EDIT_SMALL,
+            "examples": {
+                "test_errors": {"n": 6, "seed": 0, "n_masks": 150},
+                "train_reference": {"n": 20, "n_masks": 150},
+            },
+            "edits": {"errors": {"k_max": 10}},
+        },
+        "mini_spurious": {
+            **EDIT_SMALL,
+            "examples": {"train_per_group": {"n": 4, "n_masks": 150}},
+            "edits": {"subpopulation": {"k_max": 20, "k_step": 5}},
+        },
+        "mini_backdoor": {
+            **EDIT_SMALL,
+            "examples": {
+                "train_triggered": {"n": 12, "n_masks": 150},
+                "train_clean": {"n": 12, "n_masks": 150},
+            },
+            "edits": {"backdoor": {"k_max": 4}},
         },
         **{
             name: {
@@ -155,6 +188,11 @@ def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
         "fit": 1,
         "evaluate": 1,
         "fig1": 1,
+        "ablate_examples": 1,
+        "gather_examples": 1,
+        "fit_examples": 1,
+        "edit_forget": 1,
+        "figure_forget": 1,
         "sample_efficiency": 1,
         "sample_efficiency_figure": 1,
         "all": 1,
@@ -207,3 +245,87 @@ def test_mini_workflow_writes_the_sample_efficiency_study(mini_run):
     assert numbers.mean_corr.between(-1, 1).all()
     summary = pd.read_csv(figures / "sample_efficiency_summary.csv")
     assert set(summary.solver) == {"least_squares", "ridge", "lasso"}
+
+
+EDIT_FIGURES = {"fig2": "errors", "fig3": "forget", "fig4": "subpopulation", "fig7": "backdoor"}
+
+
+@pytest.mark.workflow
+def test_edit_experiments_write_figures_tables_and_edited_models(mini_run):
+    workdir, _ = mini_run
+    results = workdir / "results" / "mini"
+    for figure in EDIT_FIGURES:
+        assert (results / "figures" / f"{figure}.pdf").read_bytes()[:4] == b"%PDF"
+        assert len(pd.read_csv(results / "figures" / f"{figure}.csv")) > 0
+    edits = results / "edits"
+    for path in (
+        edits / "mini_digits" / "forget" / "class3",
+        edits / "mini_spurious" / "subpopulation",
+        edits / "mini_backdoor" / "backdoor",
+    ):
+        checkpoint = torch.load(path / "edited_model.pt", weights_only=True)
+        edit = checkpoint["edit"]
+        assert edit["k"] == len(edit["ablated"]) == len(edit["ablated_names"])
+        assert edit["criterion"] and edit["direction"] in ("raise", "lower")
+        assert json.loads((path / "summary.json").read_text())["k"] == edit["k"]
+        sweep = pd.read_csv(path / "sweep.csv")
+        assert sweep.k.iloc[0] == 0 and edit["k"] in set(sweep.k)
+        # The permanent edit: exactly the recorded components have zero weights.
+        model = load_model(path / "edited_model.pt")
+        spec = conv_filters(model)
+        modules = dict(model.named_modules())
+        zero = [
+            i
+            for g in spec.groups
+            for i in range(g.offset, g.offset + g.size)
+            if modules[g.module].weight[i - g.offset].abs().sum() == 0
+        ]
+        assert sorted(zero) == sorted(edit["ablated"])
+    errors = pd.read_csv(edits / "mini_noisy" / "errors" / "per_example.csv")
+    assert len(errors) == 6 and errors.fixed.dtype == bool
+    attributions = Attributions.load(
+        results / "attributions" / "mini_digits" / "train_per_class" / "coar.pt"
+    )
+    assert attributions.weight.shape == (40, 40)  # 4 training examples of each of 10 classes
+    assert attributions.meta["examples"]["split"] == "train"
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("notebook", sorted((REPO / "notebooks").glob("*.py")), ids=str)
+def test_notebooks_run_on_the_results(mini_run, notebook):
+    import jupytext
+
+    workdir, _ = mini_run
+    cells = jupytext.read(notebook).cells
+    assert sum(cell.cell_type == "markdown" for cell in cells) >= 2
+    env = {**os.environ, "COAR_RESULTS": str(workdir / "results" / "mini"), "MPLBACKEND": "Agg"}
+    result = subprocess.run(
+        [sys.executable, str(notebook)],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_fig3_alone_needs_only_the_forgetting_branch(tmp_path):
+    result = snakemake(tmp_path, MINI, args=["--dry-run", "results/mini/figures/fig3.pdf"])
+    assert result.returncode == 0, result.stderr
+    assert planned_jobs(result) == {
+        "prepare_digits": 1,
+        "train": 1,
+        "ablate_examples": 1,
+        "gather_examples": 1,
+        "fit_examples": 1,
+        "edit_forget": 3,
+        "figure_forget": 1,
+    }
+
+
+def test_edit_naming_an_unknown_example_set_is_named(tmp_path):
+    config = yaml.safe_load(MINI.read_text())
+    config["setups"]["mini_digits"]["edits"]["forget"]["examples"] = "nope"
+    message = bad_config_run(tmp_path, config)
+    assert "setups.mini_digits.examples" in message and "nope" in message

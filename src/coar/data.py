@@ -7,11 +7,15 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 
-def digits_split(test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+def digits_split(
+    test_fraction: float, seed: int, val_fraction: float = 0.0
+) -> dict[str, np.ndarray]:
     """Deterministic stratified train/test split of the 1,797 8x8 digits images.
 
     Images are scaled to [0, 1] and standardised with the training set's
-    mean and std; arrays are float32 (N, 1, 8, 8) and int64 labels.
+    mean and std; arrays are float32 (N, 1, 8, 8) and int64 labels. With
+    ``val_fraction`` > 0 (a fraction of all images) a stratified validation
+    split is carved out of the training part; the test split does not change.
     """
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]
@@ -19,10 +23,20 @@ def digits_split(test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=test_fraction, random_state=seed, stratify=labels
     )
+    splits = {}
+    if val_fraction > 0:
+        x_train, x_val, y_train, y_val = train_test_split(
+            x_train,
+            y_train,
+            test_size=val_fraction / (1 - test_fraction),
+            random_state=seed,
+            stratify=y_train,
+        )
+        splits["val"] = (x_val, y_val)
     mean, std = x_train.mean(), x_train.std()
-    return {
-        "x_train": (x_train - mean) / std,
-        "y_train": y_train,
-        "x_test": (x_test - mean) / std,
-        "y_test": y_test,
-    }
+    splits = {"train": (x_train, y_train), **splits, "test": (x_test, y_test)}
+    arrays = {}
+    for name, (x, y) in splits.items():
+        arrays[f"x_{name}"] = (x - mean) / std
+        arrays[f"y_{name}"] = y
+    return arrays

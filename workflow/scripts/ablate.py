@@ -19,6 +19,7 @@ setup = load_setup(
     snakemake.input.model,
     snakemake.input.data,
     device,
+    examples=snakemake.params.get("examples"),
 )
 rows = shard_rows(run["n_rows"], cfg["n_shards"], int(snakemake.wildcards.shard))
 log.info(

@@ -15,11 +15,12 @@ setup = load_setup(
     snakemake.input.model,
     snakemake.input.data,
     resolve_device("cpu"),
+    examples=snakemake.params.get("examples"),
 )
 attributions = fit_from_beton(
     snakemake.input.beton,
     component_names=setup.spec.names(),
-    example_ids=list(range(setup.n_examples)),
+    example_ids=setup.ids(),
     fit_config=snakemake.params.fit,
     meta={"setup": setup.name, "method": "coar", **snakemake.params.ablation},
     device=resolve_device(snakemake.params.device),

@@ -1,14 +1,15 @@
-"""Deterministic train/test split of scikit-learn's digits."""
+"""Deterministic splits of scikit-learn's digits (and the Coar-Edit variants of them)."""
 
 import numpy as np
 
 from coar.atomic import atomic_path
-from coar.data import digits_split
+from coar.edit_data import prepare_digits
 from coar.logs import log_to
 
 log = log_to(snakemake.log[0])
-cfg = snakemake.params.data
-arrays = digits_split(cfg["test_fraction"], cfg["split_seed"])
+arrays = prepare_digits(snakemake.params.data)
 with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:
     np.savez(f, **arrays)
-log.info("train %d images, test %d images", len(arrays["y_train"]), len(arrays["y_test"]))
+for key in arrays:
+    if key.startswith("y_"):
+        log.info("split %s: %d images", key[2:], len(arrays[key]))

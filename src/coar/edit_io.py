@@ -1,0 +1,50 @@
+"""Glue between the workflow's files and the Coar-Edit experiments."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from coar.atomic import atomic_path
+from coar.edit_experiments import Split
+from coar.setups import Setup, load_setup
+
+
+class SetupSplits:
+    """One setup's model with any of its data splits, loaded on demand."""
+
+    def __init__(self, name: str, kind: str, model_path, data_path, device: torch.device):
+        self.args = (name, kind, model_path, data_path, device)
+        self.setup: Setup = self.load("test")
+        self.model, self.spec = self.setup.model.eval(), self.setup.spec
+
+    def load(self, split: str) -> Setup:
+        return load_setup(*self.args, examples={"split": split, "select": "all"})
+
+    def split(self, name: str) -> Split:
+        setup = self.load(name)
+        return Split(setup.inputs, setup.labels, setup.groups)
+
+
+def write_json(data: dict, path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(table, path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+
+
+def check_edited_accuracy(edited: torch.nn.Module, split: Split, expected: float) -> float:
+    """The zeroed-weights model must reproduce the sweep's (masked) accuracy exactly."""
+    from coar.training import accuracy
+
+    measured = accuracy(edited, split.inputs, split.labels)
+    if abs(measured - expected) > 0.5 / len(split.labels):
+        raise RuntimeError(
+            f"edited model's accuracy {measured:.4f} differs from the sweep's {expected:.4f}: "
+            "the masked evaluation and the zeroed weights disagree"
+        )
+    return measured

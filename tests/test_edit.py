@@ -1,0 +1,190 @@
+"""Coar-Edit library: scores, ordering, sweeps, permanent edits, example sets, data variants."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from coar.attributions import Attributions
+from coar.components import conv_filters
+from coar.data import digits_split
+from coar.edit import (
+    Edit,
+    ablation_order,
+    accuracy_metrics,
+    apply_edit,
+    greedy_sweep,
+    keep_mask,
+    save_edited_model,
+    sweep_grid,
+    welch_t,
+)
+from coar.edit_data import backdoor_digits, spurious_digits
+from coar.edit_examples import selected_ids
+from coar.edit_experiments import Split, forget_class
+from coar.models import load_model
+from coar.outputs import margin
+from coar.setups import Setup
+
+
+def test_welch_t_is_scipys_welch_test():
+    rng = np.random.default_rng(0)
+    target, reference = rng.normal(1, 2, (7, 30)), rng.normal(0, 1, (12, 30))
+    expected = stats.ttest_ind(target, reference, equal_var=False, axis=0).statistic
+    np.testing.assert_allclose(welch_t(target, reference), expected, rtol=1e-12)
+
+
+def test_welch_t_single_target_is_the_one_sample_limit():
+    rng = np.random.default_rng(1)
+    target, reference = rng.normal(size=(1, 20)), rng.normal(size=(9, 20))
+    expected = -stats.ttest_1samp(reference, target[0], axis=0).statistic
+    np.testing.assert_allclose(welch_t(target, reference), expected, rtol=1e-12)
+
+
+def test_welch_t_constant_component_scores_zero_and_bad_shapes_are_named():
+    target, reference = np.ones((3, 2)), np.ones((4, 2))
+    target[:, 1] = [1, 2, 3]
+    scores = welch_t(target, reference)
+    assert scores[0] == 0 and np.isfinite(scores[1])
+    with pytest.raises(ValueError, match="components"):
+        welch_t(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="reference"):
+        welch_t(np.ones((2, 3)), np.ones((1, 3)))
+
+
+def test_ablation_order_direction():
+    scores = np.array([0.5, -2.0, 3.0, 0.0])
+    assert ablation_order(scores, "raise").tolist() == [1, 3, 0, 2]
+    assert ablation_order(scores, "lower").tolist() == [2, 0, 3, 1]
+    with pytest.raises(ValueError, match="direction"):
+        ablation_order(scores, "up")
+
+
+def test_sweep_grid_ends_at_k_max():
+    assert sweep_grid(7, 3, 100) == [0, 3, 6, 7]
+    assert sweep_grid(50, 10, 20) == [0, 10, 20]
+
+
+def test_greedy_sweep_equals_zeroed_weights(tiny_resnet):
+    spec = conv_filters(tiny_resnet)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 8, 8, generator=generator)
+    with torch.no_grad():
+        y = tiny_resnet(x).argmax(1)
+    order = np.random.default_rng(0).permutation(len(spec))
+    ks = [0, 3, 10, 25]
+    sweep = greedy_sweep(tiny_resnet, spec, order, ks, {"test": (x, accuracy_metrics(y))})
+    assert sweep.loc[0, "test_accuracy"] == 1.0
+    for k, acc in zip(ks, sweep.test_accuracy, strict=True):
+        edited = apply_edit(copy.deepcopy(tiny_resnet), spec, order[:k])
+        with torch.no_grad():
+            assert acc == (edited(x).argmax(1) == y).double().mean().item()
+
+
+def test_edited_model_saves_what_was_ablated_and_why(tiny_resnet, tmp_path):
+    spec = conv_filters(tiny_resnet)
+    edit = Edit("s", "forget", "lower", [3, 1], spec.names(), "because", {"target_class": 2})
+    apply_edit(tiny_resnet, spec, edit.ablated)
+    save_edited_model(tiny_resnet, edit, tmp_path / "m.pt", metrics={"acc": 0.5})
+    checkpoint = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert checkpoint["edit"]["ablated_names"] == ["conv1[3]", "conv1[1]"]
+    assert checkpoint["edit"]["criterion"] == "because" and checkpoint["edit"]["k"] == 2
+    reloaded = load_model(tmp_path / "m.pt")
+    assert reloaded.conv1.weight[[1, 3]].abs().sum() == 0
+    assert reloaded.conv1.weight[0].abs().sum() > 0
+
+
+def test_keep_mask():
+    assert keep_mask(4, [0, 2]).tolist() == [False, True, False, True]
+
+
+def _setup(labels, groups=None):
+    n = len(labels)
+    return Setup(
+        "s",
+        torch.nn.Identity(),
+        None,
+        torch.zeros(n, 1),
+        torch.as_tensor(labels),
+        margin,
+        groups=groups,
+    )
+
+
+def test_example_selections_are_seeded_and_paired():
+    labels = np.repeat(np.arange(5), 10)
+    setup = _setup(labels, groups=labels % 2)
+    per_class = selected_ids(setup, {"split": "train", "select": "per_class", "n": 3, "seed": 0})
+    assert np.bincount(labels[per_class]).tolist() == [3] * 5
+    per_group = selected_ids(setup, {"split": "x", "select": "per_group", "n": 4, "seed": 0})
+    assert np.bincount(labels[per_group] % 2).tolist() == [4, 4]
+    clean = {"split": "clean", "select": "random", "n": 8, "seed": 3, "exclude_classes": [0]}
+    ids = selected_ids(setup, clean)
+    assert (labels[ids] != 0).all()
+    # A triggered copy with the same labels selects the same rows.
+    assert selected_ids(_setup(labels), {**clean, "split": "triggered"}).tolist() == ids.tolist()
+    with pytest.raises(ValueError, match="only 10 available"):
+        selected_ids(setup, {"split": "train", "select": "per_class", "n": 11})
+
+
+def test_digits_validation_split_leaves_test_alone():
+    plain, with_val = digits_split(0.2, 0), digits_split(0.2, 0, val_fraction=0.1)
+    np.testing.assert_array_equal(plain["y_test"], with_val["y_test"])
+    assert len(with_val["y_val"]) == 180
+    assert len(with_val["y_train"]) + 180 == len(plain["y_train"])
+
+
+def test_spurious_digits_correlates_only_in_training():
+    arrays = spurious_digits(digits_split(0.2, 0, 0.1), correlation=0.9, seed=0)
+    for split, lo, hi in (("train", 0.85, 0.95), ("test", 0.4, 0.6)):
+        label, attribute = arrays[f"y_{split}"], arrays[f"g_{split}"] % 2
+        assert lo < (label == attribute).mean() < hi
+        assert set(np.unique(arrays[f"g_{split}"])) == {0, 1, 2, 3}
+
+
+def test_backdoor_digits_poisons_training_and_pairs_triggered_copies():
+    arrays = backdoor_digits(digits_split(0.2, 0, 0.1), 0, 0.1, 2, seed=0)
+    poisoned = arrays["poisoned_train"]
+    assert abs(poisoned.mean() - 0.1) < 0.01 and (arrays["y_train"][poisoned] == 0).all()
+    corner = arrays["x_train_triggered"][..., -2:, -2:]
+    assert (corner == corner.max()).all()
+    np.testing.assert_array_equal(arrays["y_train_triggered"], arrays["y_train_clean"])
+    np.testing.assert_array_equal(arrays["y_test_triggered"], arrays["y_test"])
+
+
+def test_forget_class_picks_k_on_validation(tiny_resnet):
+    """Scores from fake attributions: the sweep and choice follow the stated criterion."""
+    spec = conv_filters(tiny_resnet)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(120, 1, 8, 8, generator=generator)
+    with torch.no_grad():
+        y = tiny_resnet(x).argmax(1)
+    rng = np.random.default_rng(0)
+    labels = y[:40].numpy()
+    target = int(np.bincount(labels).argmax())
+    weight = rng.normal(size=(len(spec), 40))
+    attributions = Attributions(weight, np.zeros(40), spec.names(), list(range(40)))
+    result = forget_class(
+        "s",
+        tiny_resnet,
+        spec,
+        attributions,
+        labels,
+        Split(x[:60], y[:60]),
+        Split(x[60:], y[60:]),
+        target_class=target,
+        k_max=20,
+        k_step=5,
+        max_target_accuracy=0.2,
+    )
+    assert result.sweep.k.tolist() == [0, 5, 10, 15, 20]
+    assert result.sweep.val_target_accuracy.iloc[0] == 1.0
+    chosen = result.sweep[result.sweep.k == result.edit.k].iloc[0]
+    reached = result.sweep[result.sweep.val_target_accuracy <= 0.2]
+    if len(reached):
+        assert chosen.val_others_accuracy == reached.val_others_accuracy.max()
+    else:
+        assert chosen.val_target_accuracy == result.sweep.val_target_accuracy.min()
+    assert result.summary["test_target_accuracy_before"] == 1.0

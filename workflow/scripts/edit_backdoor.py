@@ -1,0 +1,44 @@
+"""Coar-Edit against a backdoor trigger (paper 5.4) or typographic attacks (5.5)."""
+
+import torch
+
+from coar.attributions import Attributions
+from coar.device import resolve_device
+from coar.edit import apply_edit, save_edited_model
+from coar.edit_experiments import remove_backdoor
+from coar.edit_io import SetupSplits, check_edited_accuracy, write_csv, write_json
+from coar.logs import log_to
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+cfg = snakemake.params.edit
+suffix = snakemake.params.suffix  # split suffix of the attacked copies: triggered / attacked
+data = SetupSplits(
+    snakemake.wildcards.setup,
+    snakemake.params.kind,
+    snakemake.input.model,
+    snakemake.input.data,
+    resolve_device(snakemake.params.device),
+)
+result = remove_backdoor(
+    data.setup.name,
+    data.model,
+    data.spec,
+    Attributions.load(snakemake.input.triggered),
+    Attributions.load(snakemake.input.clean),
+    data.split("val"),
+    data.split(f"val_{suffix}"),
+    data.split("test"),
+    data.split(f"test_{suffix}"),
+    target_class=snakemake.params.target_class,
+    k_max=cfg["k_max"],
+    k_step=cfg["k_step"],
+    max_clean_drop=cfg["max_clean_drop"],
+    experiment=snakemake.params.experiment,
+)
+log.info("chosen k = %d (%s)\n%s", result.edit.k, result.edit.criterion, result.summary)
+write_csv(result.sweep, snakemake.output.sweep)
+write_json(result.summary, snakemake.output.summary)
+edited = apply_edit(data.model, data.spec, result.edit.ablated)
+check_edited_accuracy(edited, data.split("test"), result.summary["test_clean_accuracy_after"])
+save_edited_model(edited, result.edit, snakemake.output.model, metrics=result.summary)

@@ -1,0 +1,44 @@
+"""Coar-Edit, subpopulation robustness (paper 5.3): sweep k, pick it on validation, save."""
+
+import torch
+
+from coar.attributions import Attributions
+from coar.device import resolve_device
+from coar.edit import apply_edit, save_edited_model
+from coar.edit_experiments import subpopulation_robustness
+from coar.edit_io import SetupSplits, check_edited_accuracy, write_csv, write_json
+from coar.logs import log_to
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+cfg = snakemake.params.edit
+data = SetupSplits(
+    snakemake.wildcards.setup,
+    snakemake.params.kind,
+    snakemake.input.model,
+    snakemake.input.data,
+    resolve_device(snakemake.params.device),
+)
+attributions = Attributions.load(snakemake.input.attributions)
+examples_split = data.load(attributions.meta["examples"]["split"])
+if examples_split.groups is None:
+    raise ValueError(f"{snakemake.input.data}: split of the attributed examples has no groups")
+result = subpopulation_robustness(
+    data.setup.name,
+    data.model,
+    data.spec,
+    attributions,
+    examples_split.groups[attributions.example_ids],
+    data.split("val"),
+    data.split("test"),
+    target_groups=cfg["target_groups"],
+    k_max=cfg["k_max"],
+    k_step=cfg["k_step"],
+    max_accuracy_drop=cfg["max_accuracy_drop"],
+)
+log.info("chosen k = %d (%s)\n%s", result.edit.k, result.edit.criterion, result.summary)
+write_csv(result.sweep, snakemake.output.sweep)
+write_json(result.summary, snakemake.output.summary)
+edited = apply_edit(data.model, data.spec, result.edit.ablated)
+check_edited_accuracy(edited, data.split("test"), result.summary["test_accuracy_after"])
+save_edited_model(edited, result.edit, snakemake.output.model, metrics=result.summary)
