@@ -21,7 +21,7 @@ from coar.components import conv_filters
 from coar.datasets import (
     DatasetError,
     check_imagenet_val,
-    read_cifar10_test,
+    read_cifar10,
     read_image_beton,
     write_image_beton,
 )
@@ -94,9 +94,20 @@ def test_full_architectures_have_the_papers_component_counts():
         assert len(components_of(build_architecture(name, "full", classes), name)) == count
 
 
+def test_cifar10_train_split_reads_the_five_batches_in_order(tmp_path):
+    write_cifar10_tarball(tmp_path / "c.tar.gz", n=3, n_train=23)
+    images, labels = read_cifar10(tmp_path / "c.tar.gz", "train")
+    assert images.shape == (23, 32, 32, 3) and labels.tolist() == [i % 10 for i in range(23)]
+    write_cifar10_tarball(tmp_path / "test_only.tar.gz", n=3)
+    with pytest.raises(DatasetError, match="data_batch_1"):
+        read_cifar10(tmp_path / "test_only.tar.gz", "train")
+    with pytest.raises(DatasetError, match="no split 'val'"):
+        read_cifar10(tmp_path / "c.tar.gz", "val")
+
+
 def test_cifar10_tarball_to_beton_and_back(tmp_path):
     data, labels = write_cifar10_tarball(tmp_path / "c.tar.gz", n=5)
-    images, read_labels = read_cifar10_test(tmp_path / "c.tar.gz")
+    images, read_labels = read_cifar10(tmp_path / "c.tar.gz", "test")
     assert images.shape == (5, 32, 32, 3) and read_labels.tolist() == labels
     assert (images[1, :, :, 0].ravel() == data[1, :1024]).all()  # red plane first
     write_image_beton(

@@ -37,8 +37,10 @@ EDIT_TARGETS = [
     "results/data/backdoored_cifar.npz",
     "results/attributions/backdoored_cifar/published_triggered.pt",
 ]
+# Fig. 3 (forgetting a class, setup A): CIFAR-10 train, example sets, edits, figure.
+EDIT_FIGURES = ["results/figures/fig3.pdf"]
 TARGETS = (
-    ["results/figures/fig1.pdf"]
+    ["results/figures/fig1.pdf", *EDIT_FIGURES]
     + [
         f"results/{kind}"
         for setup in SMOKE_SETUPS
@@ -61,7 +63,8 @@ def snakemake(workdir, *configs, options=(), targets=(), timeout=600):
 def make_files(directory):
     """The tiny stand-ins, keyed by their download name in the paper config."""
     write_original_miniresnet(directory / "model_cifar_miniresnet.pt")
-    write_cifar10_tarball(directory / "cifar-10-python.tar.gz", n=12)
+    # Test labels 6 2 1 2 0 9 | 2 9 2 5 7 4: class 2 in both halves (fig3's val and test).
+    write_cifar10_tarball(directory / "cifar-10-python.tar.gz", n=12, n_train=40)
     write_torchvision_weights(directory / "resnet50-0676ba61.pth", "imagenet_resnet50")
     # The authors' datamodels.pt (standardised units, fp16), one NaN as in their B file.
     write_original_datamodels(directory / "attr_cifar.pt", p=5 * 8, n=12, nan=False)
@@ -94,6 +97,16 @@ def smoke_overlay(url: str, files: dict, imagenet_root) -> dict:
         }
         for name in SMOKE_SETUPS
     }
+    # Fig. 3 on 12 test images: k chosen on the first 6, reported on the last 6; targets
+    # and references: 2 training images of each class, 60 masks of the 40 filters.
+    shrink["cifar_miniresnet"]["source"]["splits"] = {
+        "edit_val": {"stop": 6},
+        "edit_test": {"start": 6},
+    }
+    shrink["cifar_miniresnet"]["examples"] = {
+        "train_per_class": {"n": 2, "n_masks": 60, "n_shards": 1}
+    }
+    shrink["cifar_miniresnet"]["edits"] = {"forget": {"classes": [2], "k_max": 6, "k_step": 2}}
     tiny_crop = {"image_size": 32}  # the original's centre-crop decoder, to 32 instead of 224
     shrink["waterbirds_resnet50"] = {
         "source": {
@@ -114,7 +127,14 @@ def smoke_overlay(url: str, files: dict, imagenet_root) -> dict:
             "crop": 32,
         },
         "setups": shrink,
-        "figures": {"fig1": {"title": "Evaluating Coar", "setups": SMOKE_SETUPS}},
+        "figures": {
+            "fig1": {"title": "Evaluating Coar", "setups": SMOKE_SETUPS},
+            "fig3": {
+                "title": "Selectively forgetting a class",
+                "setups": ["cifar_miniresnet"],
+                "experiment": "forget",
+            },
+        },
     }
 
 
@@ -207,6 +227,33 @@ def test_edit_models_data_and_published_attributions(smoke_run):
 
 
 @pytest.mark.workflow
+def test_forgetting_a_class_on_setup_a(smoke_run):
+    """Fig. 3 on the paper's rules: train examples attributed, k chosen on the validation
+    half of the test set and reported on the other half, the edit saved and drawn."""
+    workdir, _, _ = smoke_run
+    results = workdir / "results"
+    with np.load(results / "data" / "cifar_miniresnet.npz") as data:
+        assert data["x_train"].shape == (40, 3, 32, 32) and data["x_test"].shape[0] == 12
+        assert data["ids_edit_val"].tolist() == list(range(6))
+        assert data["ids_edit_test"].tolist() == list(range(6, 12))
+        assert (data["y_edit_test"] == data["y_test"][6:]).all()
+    examples = Attributions.load(
+        results / "attributions" / "cifar_miniresnet" / "train_per_class" / "coar.pt"
+    )
+    assert examples.weight.shape == (40, 20) and examples.meta["examples"]["split"] == "train"
+    edit = results / "edits" / "cifar_miniresnet" / "forget" / "class2"
+    summary = yaml.safe_load((edit / "summary.json").read_text())
+    sweep = pd.read_csv(edit / "sweep.csv")
+    assert sweep.k.tolist() == [0, 2, 4, 6] and summary["k"] in sweep.k.tolist()
+    chosen = sweep.set_index("k").loc[summary["k"]]
+    assert summary["test_target_accuracy_after"] == pytest.approx(chosen.test_target_accuracy)
+    assert summary["val_accuracy_before"] == pytest.approx(sweep.val_accuracy[0])
+    assert (results / "figures" / "fig3.pdf").read_bytes()[:4] == b"%PDF"
+    table = pd.read_csv(results / "figures" / "fig3.csv")
+    assert len(table) == len(sweep) and set(table.target_class) == {2}
+
+
+@pytest.mark.workflow
 def test_smoke_rerun_does_nothing(smoke_run):
     workdir, overlay, _ = smoke_run
     result = snakemake(
@@ -214,6 +261,24 @@ def test_smoke_rerun_does_nothing(smoke_run):
     )
     assert result.returncode == 0, result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_paper_config_plans_fig3_from_download_to_figure(tmp_path):
+    result = snakemake(tmp_path, PAPER, options=["--dry-run"], targets=EDIT_FIGURES[:1])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result) == {
+        "download_cifar_10_python_tar_gz": 1,
+        "download_model_cifar_miniresnet_pt": 1,
+        "import_model": 1,
+        "prepare_cifar10_test": 1,
+        "prepare_cifar10_train": 1,
+        "prepare_examples": 1,
+        "ablate_examples": 10,  # 100 training images per class, 50,000 masks in 10 shards
+        "gather_examples": 1,
+        "fit_examples": 1,
+        "edit_forget": 10,  # one edit per class
+        "figure_forget": 1,
+    }
 
 
 def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
@@ -237,6 +302,9 @@ def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
     assert jobs["ablate"] == 50 + 200 + 100 + 100 + 10
     assert jobs["evaluation_outputs"] == 9 + 6
     assert jobs["convert_published_attributions"] == jobs["compare_published_attributions"] == 3
+    # Fig. 3 (setup A): CIFAR-10 train, the example set's 10 shards, one edit per class.
+    assert jobs["prepare_cifar10_train"] == jobs["figure_forget"] == 1
+    assert jobs["ablate_examples"] == jobs["edit_forget"] == 10
 
 
 def test_missing_imagenet_val_is_named_precisely(tmp_path):

@@ -107,18 +107,30 @@ def write_original_miniresnet(path: Path, seed: int = 0) -> OriginalMiniResNet:
 # --- datasets --------------------------------------------------------------------------------
 
 
-def write_cifar10_tarball(path: Path, n: int = 12, seed: int = 0) -> tuple[np.ndarray, list]:
-    """cifar-10-python.tar.gz with a test_batch of n random images."""
+def write_cifar10_tarball(
+    path: Path, n: int = 12, seed: int = 0, n_train: int = 0
+) -> tuple[np.ndarray, list]:
+    """cifar-10-python.tar.gz with a test_batch of n random images and, if n_train, the five
+    training batches (n_train images in all, labels cycling through the 10 classes)."""
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
     labels = [int(v) for v in rng.integers(0, 10, n)]
-    batch = pickle.dumps(
-        {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data}
-    )
+    test_batch = {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data}
+    batches = {"test_batch": test_batch}
+    if n_train:
+        train = rng.integers(0, 256, (n_train, 3072), dtype=np.uint8)
+        for k, rows in enumerate(np.array_split(np.arange(n_train), 5), start=1):
+            batches[f"data_batch_{k}"] = {
+                b"batch_label": f"training batch {k} of 5".encode(),
+                b"labels": [int(i % 10) for i in rows],
+                b"data": train[rows],
+            }
     with tarfile.open(path, "w:gz") as tar:
-        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
-        info.size = len(batch)
-        tar.addfile(info, io.BytesIO(batch))
+        for name, batch in batches.items():
+            body = pickle.dumps(batch)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
     return data, labels
 
 

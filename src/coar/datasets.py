@@ -51,17 +51,32 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR-10 batch")
 
 
-def read_cifar10_test(tarball) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10's 10,000 test images (N, 32, 32, 3) uint8 and labels, in the official order."""
+CIFAR10_BATCHES = {
+    "train": [f"data_batch_{k}" for k in range(1, 6)],
+    "test": ["test_batch"],
+}
+
+
+def read_cifar10(tarball, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's images (N, 32, 32, 3) uint8 and labels of one split, in the official
+    order: ``test`` (10,000 images) or ``train`` (50,000: data_batch_1 to data_batch_5)."""
+    if split not in CIFAR10_BATCHES:
+        raise DatasetError(f"CIFAR-10 has no split {split!r} (splits: {sorted(CIFAR10_BATCHES)})")
     with tarfile.open(tarball, "r:gz") as tar:
-        member = next((m for m in tar.getmembers() if m.name.endswith("/test_batch")), None)
-        if member is None:
-            raise DatasetError(f"{tarball}: no cifar-10-batches-py/test_batch inside")
-        batch = _NumpyOnlyUnpickler(io.BytesIO(tar.extractfile(member).read()), encoding="bytes")
-        batch = batch.load()
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
+        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+        missing = [name for name in CIFAR10_BATCHES[split] if name not in members]
+        if missing:
+            raise DatasetError(f"{tarball}: no cifar-10-batches-py/{missing} inside")
+        batches = [
+            _NumpyOnlyUnpickler(
+                io.BytesIO(tar.extractfile(members[name]).read()), encoding="bytes"
+            ).load()
+            for name in CIFAR10_BATCHES[split]
+        ]
+    data = np.concatenate([np.asarray(b[b"data"], dtype=np.uint8) for b in batches])
+    labels = np.concatenate([np.asarray(b[b"labels"], dtype=np.int64) for b in batches])
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), np.asarray(batch[b"labels"], dtype=np.int64)
+    return np.ascontiguousarray(images), labels
 
 
 # --- ImageNet validation set (provided by the user) ---------------------------------------
@@ -207,9 +222,16 @@ def read_image_beton(
     return out
 
 
-def select_every(n: int, every: int, limit: int | None = None) -> np.ndarray:
-    """Positions 0, every, 2*every, ... (setup C uses every 10th image), at most `limit`."""
-    ids = np.arange(0, n, every, dtype=np.int64)
+def select_every(
+    n: int, every: int, limit: int | None = None, start: int = 0, stop: int | None = None
+) -> np.ndarray:
+    """Positions start, start + every, ... below stop (default n): setup C uses every 10th
+    image, the editing experiments carve validation and test parts out of one set by
+    position. At most `limit` of them."""
+    stop = n if stop is None else stop
+    if not 0 <= start < stop <= n:
+        raise DatasetError(f"positions [{start}, {stop}) do not fit a set of {n} examples")
+    ids = np.arange(start, stop, every, dtype=np.int64)
     return ids if limit is None else ids[:limit]
 
 

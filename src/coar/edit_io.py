@@ -12,18 +12,33 @@ from coar.setups import Setup, load_setup
 
 
 class SetupSplits:
-    """One setup's model with any of its data splits, loaded on demand."""
+    """One setup's model with any of its data splits, loaded on demand.
 
-    def __init__(self, name: str, kind: str, model_path, data_path, device: torch.device):
+    An experiment asks for its splits by role (``val``, ``test``, ``val_triggered``...);
+    ``splits`` (config: ``edits.<experiment>.splits``) maps a role to the setup's split
+    of another name, e.g. the validation and test parts carved out of a paper setup's
+    evaluation set. Roles it does not map are split names themselves.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        model_path,
+        data_path,
+        device: torch.device,
+        splits: dict[str, str] | None = None,
+    ):
         self.args = (name, kind, model_path, data_path, device)
-        self.setup: Setup = self.load("test")
+        self.roles = dict(splits or {})
+        self.setup: Setup = self.load(self.roles.get("test", "test"))
         self.model, self.spec = self.setup.model.eval(), self.setup.spec
 
     def load(self, split: str) -> Setup:
         return load_setup(*self.args, examples={"split": split, "select": "all"})
 
-    def split(self, name: str) -> Split:
-        setup = self.load(name)
+    def split(self, role: str) -> Split:
+        setup = self.load(self.roles.get(role, role))
         return Split(setup.inputs, setup.labels, setup.groups)
 
 

@@ -33,12 +33,20 @@ def normalized_images(
     return out
 
 
+EXAMPLE_ARRAYS = ("x", "y", "ids", "g")  # images, labels, positions in the source, groups
+
+
 def load_examples(data_path, split: str) -> dict[str, np.ndarray]:
+    """One split's arrays of an examples file (coar.datasets), keyed x, y, ids and g."""
     with np.load(data_path) as data:
         if f"x_{split}" not in data.files:
             splits = sorted(k[2:] for k in data.files if k.startswith("x_"))
             raise KeyError(f"{data_path}: no split {split!r} (has {splits})")
-        return {key[: -len(split) - 1]: data[key] for key in data.files if key.endswith(split)}
+        return {
+            name: data[f"{name}_{split}"]
+            for name in EXAMPLE_ARRAYS
+            if f"{name}_{split}" in data.files
+        }
 
 
 def load_image_setup(
@@ -51,4 +59,4 @@ def load_image_setup(
     examples = load_examples(data_path, split)
     inputs = normalized_images(examples["x"], info["normalization"], device)
     labels = torch.from_numpy(examples["y"]).to(device)
-    return Setup(name, model, spec, inputs, labels, margin)
+    return Setup(name, model, spec, inputs, labels, margin, groups=examples.get("g"))

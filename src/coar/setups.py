@@ -71,10 +71,12 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
     return load(name, model_path, data_path, device, split=split)
 
 
-def _load_image_setup(name: str, model_path, data_path, device: torch.device) -> Setup:
+def _load_image_setup(
+    name: str, model_path, data_path, device: torch.device, split: str = "test"
+) -> Setup:
     from coar.real_setups import load_image_setup
 
-    return load_image_setup(name, model_path, data_path, device)
+    return load_image_setup(name, model_path, data_path, device, split=split)
 
 
 LOADERS = {"mini_digits": load_mini_digits}

@@ -89,6 +89,7 @@ REAL_SETUPS = [name for name, cfg in SETUPS.items() if "source" in cfg]
 REAL_SETUP_PATTERN = "|".join(REAL_SETUPS) or "(?!)"
 PREPARED_BETONS = {
     "cifar10_test": f"{RESULTS}/data/cifar10_test.beton",
+    "cifar10_train": f"{RESULTS}/data/cifar10_train.beton",
     "imagenet_val": f"{RESULTS}/data/imagenet_val.beton",
 }
 

@@ -165,9 +165,7 @@ rule edit_backdoor:
         edit=lambda wildcards: edit_config(wildcards.setup, "backdoor"),
         experiment="backdoor",
         suffix="triggered",
-        target_class=lambda wildcards: setup_config(wildcards)["data"]["backdoor"][
-            "target_class"
-        ],
+        target_class=backdoor_target_class,
         device=config["device"],
     script:
         "../scripts/edit_backdoor.py"

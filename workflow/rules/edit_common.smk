@@ -67,6 +67,21 @@ def edit_config(setup, experiment):
     return edits[experiment]
 
 
+def backdoor_target_class(wildcards):
+    """The trigger's class: the backdoor edit's own (paper setups), else the one the
+    workflow planted (embedded default, data.backdoor)."""
+    edit = edit_config(wildcards.setup, "backdoor")
+    if "target_class" in edit:
+        return edit["target_class"]
+    planted = SETUPS[wildcards.setup].get("data", {}).get("backdoor")
+    if planted is None:
+        raise ValueError(
+            f"setups.{wildcards.setup}.edits.backdoor needs target_class (the trigger's "
+            "class): the setup has no data.backdoor to take it from"
+        )
+    return planted["target_class"]
+
+
 def figure_of(experiment):
     """The figure number showing an experiment (config table), or a never-matching pattern."""
     numbers = [

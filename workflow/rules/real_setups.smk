@@ -59,8 +59,22 @@ rule prepare_cifar10_test:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        split="test",
     script:
-        "../scripts/prepare_cifar10_test.py"
+        "../scripts/prepare_cifar10.py"
+
+
+# The training images: example sets of the editing experiments (setup A's fig3).
+use rule prepare_cifar10_test as prepare_cifar10_train with:
+    output:
+        f"{RESULTS}/data/cifar10_train.beton",
+    log:
+        f"{RESULTS}/logs/prepare_cifar10_train.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_cifar10_train.tsv"
+    params:
+        split="train",
 
 
 rule prepare_examples:

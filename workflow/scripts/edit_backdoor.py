@@ -19,6 +19,7 @@ data = SetupSplits(
     snakemake.input.model,
     snakemake.input.data,
     resolve_device(snakemake.params.device),
+    splits=cfg.get("splits"),
 )
 result = remove_backdoor(
     data.setup.name,

@@ -19,6 +19,7 @@ data = SetupSplits(
     snakemake.input.model,
     snakemake.input.data,
     resolve_device(snakemake.params.device),
+    splits=cfg.get("splits"),
 )
 errors = Attributions.load(snakemake.input.errors)
 if errors.meta["examples"]["split"] != "test":

@@ -19,6 +19,7 @@ data = SetupSplits(
     snakemake.input.model,
     snakemake.input.data,
     resolve_device(snakemake.params.device),
+    splits=cfg.get("splits"),
 )
 attributions = Attributions.load(snakemake.input.attributions)
 examples_split = data.load(attributions.meta["examples"]["split"])

@@ -15,7 +15,13 @@ for split, src in snakemake.params.splits.items():
         image_size=src.get("image_size"),
         crop_ratio=src.get("crop_ratio", 1.0),
     )
-    ids = select_every(len(data["label"]), src.get("every", 1), src.get("limit"))
+    ids = select_every(
+        len(data["label"]),
+        src.get("every", 1),
+        src.get("limit"),
+        start=src.get("start", 0),
+        stop=src.get("stop"),
+    )
     arrays.update(split_arrays(split, data, ids))
     log.info(
         "split %s: %d of %d examples from %s, images %s",
