@@ -114,7 +114,17 @@ def smoke_overlay(url: str, files: dict, imagenet_root) -> dict:
             "splits": {split: tiny_crop for split in ("train", "val", "test")},
         }
     }
-    shrink["backdoored_cifar"] = {"source": {"model": {"size": "tiny"}}}
+    # Fig. 7's parts of the 12 paired images: pool [0, 4), validation [4, 8), test [8, 12).
+    parts = {"pool": {"stop": 4}, "edit_val": {"start": 4, "stop": 8}, "edit_test": {"start": 8}}
+    shrink["backdoored_cifar"] = {
+        "source": {
+            "model": {"size": "tiny"},
+            "splits": {
+                **parts,
+                **{f"{name}_triggered": positions for name, positions in parts.items()},
+            },
+        }
+    }
     return {
         "downloads": {
             name: {"url": f"{url}/{name}", **digests(body)} for name, body in files.items()
@@ -222,6 +232,9 @@ def test_edit_models_data_and_published_attributions(smoke_run):
     assert train.weight.shape == (424, 6) and train.meta["split"] == "train"
     with np.load(results / "data" / "backdoored_cifar.npz") as data:
         assert data["x_test"].shape == data["x_triggered"].shape == (12, 3, 32, 32)
+        for part, ids in (("pool", [0, 1, 2, 3]), ("edit_val", [4, 5, 6, 7])):
+            assert data[f"ids_{part}"].tolist() == data[f"ids_{part}_triggered"].tolist() == ids
+        assert (data["x_edit_test_triggered"] == data["x_triggered"][8:]).all()
     triggered = results / "attributions" / "backdoored_cifar" / "published_triggered.pt"
     assert Attributions.load(triggered).weight.shape == (40, 12)
 
@@ -281,6 +294,58 @@ def test_paper_config_plans_fig3_from_download_to_figure(tmp_path):
     }
 
 
+@pytest.mark.parametrize(
+    "figure, jobs",
+    [
+        (  # Waterbirds (train/val/test betons) and CelebA (val split into pool and val)
+            "fig4",
+            {
+                **{
+                    f"download_{name}": 1
+                    for name in (
+                        "model_waterbirds_resnet50_pt",
+                        "waterbirds_train_beton",
+                        "waterbirds_val_beton",
+                        "waterbirds_test_beton",
+                        "model_celeba_resnet50_pt",
+                        "celeba_val_beton",
+                        "celeba_test_beton",
+                    )
+                },
+                "import_model": 2,
+                "prepare_examples": 2,
+                "ablate_examples": 20,  # 10 per group, 50,000 masks in 10 shards, per model
+                "gather_examples": 2,
+                "fit_examples": 2,
+                "edit_subpopulation": 2,
+                "figure_subpopulation": 1,
+            },
+        ),
+        (  # the backdoored MiniResNet on clean and triggered CIFAR-10 test images
+            "fig7",
+            {
+                "download_model_backdoored_cifar_pt": 1,
+                "download_backdoored_cifar_test_beton": 1,
+                "download_cifar_10_python_tar_gz": 1,
+                "prepare_cifar10_test": 1,
+                "import_model": 1,
+                "prepare_examples": 1,
+                "ablate_examples": 20,  # two paired example sets, 10 shards each
+                "gather_examples": 2,
+                "fit_examples": 2,
+                "edit_backdoor": 1,
+                "figure_backdoor": 1,
+            },
+        ),
+    ],
+)
+def test_paper_config_plans_edit_figures_from_download_to_figure(tmp_path, figure, jobs):
+    target = f"results/figures/{figure}.pdf"
+    result = snakemake(tmp_path, PAPER, options=["--dry-run"], targets=[target])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result) == jobs
+
+
 def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
     result = snakemake(tmp_path, PAPER, options=["--dry-run"])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -296,15 +361,21 @@ def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
         "fig1",
     ):
         assert jobs.get(rule) == 1, (rule, jobs)
-    assert jobs["import_model"] == jobs["prepare_examples"] == 3
+    # A, B, C and the editing figures' models (Waterbirds, CelebA, backdoored CIFAR)
+    assert jobs["import_model"] == jobs["prepare_examples"] == 6
     # + GPT-2's two setups (figI1): gpt2_rows (100 shards) and gpt2_heads (10 shards)
     assert jobs["fit"] == 3 + 2
     assert jobs["ablate"] == 50 + 200 + 100 + 100 + 10
     assert jobs["evaluation_outputs"] == 9 + 6
     assert jobs["convert_published_attributions"] == jobs["compare_published_attributions"] == 3
-    # Fig. 3 (setup A): CIFAR-10 train, the example set's 10 shards, one edit per class.
+    # Fig. 3 (setup A): CIFAR-10 train, the example set's 10 shards, one edit per class;
+    # Fig. 4: two models, one example set each; Fig. 7: two paired example sets.
     assert jobs["prepare_cifar10_train"] == jobs["figure_forget"] == 1
-    assert jobs["ablate_examples"] == jobs["edit_forget"] == 10
+    assert jobs["edit_forget"] == 10
+    assert jobs["ablate_examples"] == 10 + 2 * 10 + 2 * 10
+    assert jobs["fit_examples"] == 1 + 2 + 2
+    assert jobs["edit_subpopulation"] == 2
+    assert jobs["edit_backdoor"] == jobs["figure_subpopulation"] == jobs["figure_backdoor"] == 1
 
 
 def test_missing_imagenet_val_is_named_precisely(tmp_path):

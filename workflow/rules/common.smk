@@ -147,8 +147,15 @@ def published_config(wildcards):
 
 
 def published_targets():
-    """The comparison of every setup in a figure that has published test attributions."""
-    setups = {s for figure in config["figures"] for s in figure_setups(figure)}
+    """The comparison of every setup with published test attributions in a figure that
+    evaluates attributions (Fig. 1): the editing figures' models would need their own
+    full ablation runs for it."""
+    setups = {
+        s
+        for figure, cfg in config["figures"].items()
+        if "experiment" not in cfg
+        for s in figure_setups(figure)
+    }
     return [
         path
         for setup in sorted(setups)
