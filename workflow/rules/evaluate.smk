@@ -12,8 +12,8 @@ rule evaluation_outputs:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
@@ -21,6 +21,7 @@ rule evaluation_outputs:
             "masks_per_batch"
         ],
         device=config["device"],
+        code=code_of("evaluation_outputs.py"),
     script:
         "../scripts/evaluation_outputs.py"
 
@@ -40,9 +41,10 @@ rule evaluate:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
+        code=code_of("evaluate.py"),
     script:
         "../scripts/evaluate.py"

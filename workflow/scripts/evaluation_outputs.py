@@ -7,6 +7,7 @@ from coar.ablate import ablate_rows
 from coar.atomic import atomic_path
 from coar.device import resolve_device
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.setups import load_setup
 
 log = log_to(snakemake.log[0])
@@ -30,3 +31,4 @@ masks, outputs = ablate_rows(
 )
 with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:
     np.savez(f, alpha=alpha, masks=masks, outputs=outputs)
+record_provenance(snakemake)

@@ -5,6 +5,7 @@ import torch
 from coar.device import resolve_device
 from coar.fit import fit_from_beton
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.setups import load_setup
 
 log = log_to(snakemake.log[0])
@@ -24,3 +25,4 @@ attributions = fit_from_beton(
     meta={"setup": setup.name, "method": "coar", **snakemake.params.ablation},
 )
 attributions.save(snakemake.output[0])
+record_provenance(snakemake)
