@@ -1,6 +1,8 @@
 """The embedded default run by Snakemake in a temporary directory, with shrunk sizes."""
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 import yaml
 
 from coar.attributions import Attributions
+from coar.provenance import chain
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "config" / "mini.yaml"
@@ -110,6 +113,7 @@ def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
         "fit": 1,
         "evaluate": 1,
         "fig1": 1,
+        "provenance": 1,
         "all": 1,
     }
 
@@ -147,3 +151,109 @@ def test_figure_naming_an_unknown_setup_is_named(tmp_path):
     config["figures"]["fig1"]["setups"] = ["mini_digits", "setup_z"]
     message = bad_config_run(tmp_path, config)
     assert "figures.fig1.setups" in message and "setup_z" in message
+
+
+# What reruns what (README, "Staleness"): a config param, a script, library code in
+# src/coar, an input file's content. Code changes are made in a copy of the workflow, run
+# against the finished mini run.
+@pytest.fixture
+def workflow_copy(tmp_path):
+    copy = tmp_path / "code"
+    for part in ("Snakefile", "workflow", "src", "profiles", "envs"):
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy / part)
+    return copy
+
+
+def dry_run_with(workdir: Path, snakefile: Path, small: Path) -> dict[str, int]:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--cores", "2"]
+    cmd += ["--configfile", str(MINI), str(small), "--dry-run"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return planned_jobs(result)
+
+
+@pytest.mark.workflow
+def test_library_change_reruns_the_rules_that_use_it(mini_run, workflow_copy):
+    workdir, small = mini_run
+    snakefile = workflow_copy / "Snakefile"
+    assert dry_run_with(workdir, snakefile, small) == {}  # an identical copy: nothing to do
+    with open(workflow_copy / "src" / "coar" / "plots.py", "a") as f:
+        f.write("\n# changed\n")
+    assert dry_run_with(workdir, snakefile, small) == {"fig1": 1, "provenance": 1, "all": 1}
+    with open(workflow_copy / "src" / "coar" / "masks.py", "a") as f:
+        f.write("\n# changed\n")
+    assert dry_run_with(workdir, snakefile, small) == {
+        "ablate": 2,
+        "evaluation_outputs": 2,
+        "gather": 1,
+        "fit": 1,
+        "evaluate": 1,
+        "fig1": 1,
+        "provenance": 1,
+        "all": 1,
+    }
+
+
+@pytest.mark.workflow
+def test_script_change_reruns_its_rule_and_dependents(mini_run, workflow_copy):
+    workdir, small = mini_run
+    script = workflow_copy / "workflow" / "scripts" / "evaluate.py"
+    os.utime(script)  # Snakemake watches a script's modification time
+    assert dry_run_with(workdir, workflow_copy / "Snakefile", small) == {
+        "evaluate": 1,
+        "fig1": 1,
+        "provenance": 1,
+        "all": 1,
+    }
+
+
+@pytest.mark.workflow
+def test_input_content_change_reruns_dependents_and_a_touch_does_not(mini_run):
+    workdir, small = mini_run
+    summary = workdir / "results" / "mini" / "eval" / "mini_digits" / "summary.csv"
+    original, stat = summary.read_bytes(), summary.stat()
+    try:
+        os.utime(summary)  # newer, same content: the recorded checksum still matches
+        assert dry_run_with(workdir, REPO / "Snakefile", small) == {}
+        summary.write_bytes(original + b"\n")
+        assert dry_run_with(workdir, REPO / "Snakefile", small) == {
+            "fig1": 1,
+            "provenance": 1,
+            "all": 1,
+        }
+    finally:
+        summary.write_bytes(original)
+        os.utime(summary, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.workflow
+def test_every_result_has_its_provenance(mini_run):
+    workdir, _ = mini_run
+    figure = workdir / "results" / "mini" / "figures" / "fig1.pdf"
+    steps = chain(figure)
+    assert {s.record["rule"] for s in steps} == {
+        "fig1",
+        "evaluate",
+        "fit",
+        "gather",
+        "ablate",
+        "evaluation_outputs",
+        "train",
+        "prepare_digits",
+    }
+    assert all(status == "ok" for s in steps for _, status in s.inputs)
+    fig1 = steps[0].record
+    assert fig1["git"]["commit"] and fig1["packages"]["torch"] and fig1["device"]["cpu"]
+    text = subprocess.run(
+        [sys.executable, "-m", "coar.cli", "provenance", str(figure)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "rule      ablate (setup=mini_digits, shard=1)" in text
+    assert "git commit (every step):" in text and "WARNING" not in text

@@ -15,6 +15,7 @@ wildcard_constraints:
     setup="|".join(SETUPS) or "(?!)",
     shard=r"\d+",
     alpha=r"0\.\d+",
+    figure=r"[A-Za-z0-9_]+",
 
 
 def per_attempt(base):
@@ -73,4 +74,6 @@ def figure_setups(figure):
 
 
 def all_targets():
-    return [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
+    figures = [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
+    provenance = [f"{RESULTS}/provenance/{figure}.txt" for figure in config["figures"]]
+    return figures + provenance
