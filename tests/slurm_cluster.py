@@ -120,7 +120,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort={self.ports["slurmdbd"]}
 AccountingStoragePass={r}/munge/munge.socket
-AccountingStorageTRES=gres/gpu
+AccountingStorageTRES=gres/gpu,gres/gpu:{GPU_TYPE}
 AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/none
 NodeName={self.host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} \
@@ -173,6 +173,9 @@ StorageLoc=slurm_acct_db
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {result.stdout}{result.stderr}")
         return result
+
+    def _queue(self) -> list[str]:
+        return self.run("squeue", "-h", "-o", "%i", timeout=10).stdout.split()
 
     def _succeeds(self, *cmd: str) -> bool:
         try:
@@ -272,7 +275,14 @@ StorageLoc=slurm_acct_db
         return self
 
     def stop(self, timeout: float = 20) -> None:
-        """Stop the daemons by PID, newest first; kill what does not stop in time."""
+        """Cancel what is left in the queue (job steps outlive slurmd), then stop the
+        daemons by PID, newest first, killing what does not stop in time."""
+        if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
+            try:
+                self.run("scancel", f"--partition={PARTITION}", check=False)
+                _wait("an empty queue", lambda: not self._queue(), timeout)
+            except (subprocess.TimeoutExpired, TimeoutError):
+                pass  # stopping goes on; the daemons are stopped below regardless
         for process in reversed(list(self.processes.values())):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -7,9 +7,10 @@ polling) and the site settings in COAR_SLURM_* environment variables. In order:
 
 1. the whole embedded default runs; sacct shows every job, GPU rules with a GPU request
    of the configured model, the other rules without;
-2. a changed evaluation parameter resubmits only the jobs that depend on it;
+2. a changed fit parameter resubmits only the jobs that depend on it;
 3. an ablation job cancelled mid-shard (scancel) is resubmitted with twice the memory
-   and time, and the final attributions are bit-identical to the uninterrupted run's.
+   and time, and the final attributions are bit-identical to those of the
+   uninterrupted run before (same configuration, every ablation rerun).
 
 It needs root and the Debian packages of scripts/install-slurm.sh; without them it is
 skipped with the reason, unless COAR_REQUIRE_SLURM=1 (as in .ci/run) makes that a failure.
@@ -181,11 +182,11 @@ def test_embedded_default_completes_on_slurm(cluster, slurm_run):
 def test_changed_parameter_resubmits_only_dependent_jobs(cluster, slurm_run):
     workdir = slurm_run
     before = {j["JobID"] for j in sacct(cluster)}
-    changed = {"setups": {"mini_digits": {"evaluation": {"n_bootstrap": 300}}}}
+    changed = {"setups": {"mini_digits": {"fit": {"val_fraction": 0.2}}}}
     (workdir / "changed.yaml").write_text(yaml.safe_dump(changed))
     Run(cluster, workdir, str(workdir / "changed.yaml"), name="changed").wait()
     new = [j for j in sacct(cluster) if j["JobID"] not in before]
-    assert sorted(j["rule"] for j in new) == ["evaluate", "fig1"]
+    assert sorted(j["rule"] for j in new) == ["evaluate", "fig1", "fit"]
 
 
 def _running_shard(workdir: Path) -> tuple[str, int] | None:

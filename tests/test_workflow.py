@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,7 @@ def test_figure_naming_an_unknown_setup_is_named(tmp_path):
 @pytest.fixture
 def workflow_copy(tmp_path):
     copy = tmp_path / "code"
+    copy.mkdir()
     for part in ("Snakefile", "workflow", "src", "profiles", "envs"):
         source = REPO / part
         if source.is_dir():
@@ -257,3 +259,21 @@ def test_every_result_has_its_provenance(mini_run):
     ).stdout
     assert "rule      ablate (setup=mini_digits, shard=1)" in text
     assert "git commit (every step):" in text and "WARNING" not in text
+
+
+@pytest.mark.workflow
+def test_report_holds_figures_captions_params_code_software_and_provenance(mini_run):
+    workdir, small = mini_run
+    result = snakemake(workdir, MINI, small, args=["--report", "report.zip"])
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(workdir / "report.zip") as archive:
+        names = archive.namelist()
+        report = archive.read(next(n for n in names if n.endswith("report.html"))).decode()
+        provenance = archive.read(next(n for n in names if n.endswith("/fig1.txt"))).decode()
+    assert any(n.endswith("/fig1.pdf") for n in names)
+    assert "Figure 1, &quot;Evaluating Coar&quot;" in report  # the caption
+    assert '"job_properties": {"rule": "fig1"' in report  # per-result rule and params
+    assert "scatter_examples=[0]" in report and "coar/plots.py" in report
+    assert "torch==2.14.1" in report  # each rule's pinned software environment
+    assert provenance.startswith("Provenance of results/mini/figures/fig1.pdf")
+    assert "packages (every step): python" in provenance
