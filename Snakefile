@@ -17,6 +17,7 @@ include: "workflow/rules/gather.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/sample_efficiency.smk"
 include: "workflow/rules/provenance.smk"
 
 

@@ -114,7 +114,9 @@ def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
         "fit": 1,
         "evaluate": 1,
         "fig1": 1,
-        "provenance": 1,
+        "sample_efficiency": 1,
+        "sample_efficiency_figure": 1,
+        "provenance": 2,
         "all": 1,
     }
 
@@ -152,6 +154,19 @@ def test_figure_naming_an_unknown_setup_is_named(tmp_path):
     config["figures"]["fig1"]["setups"] = ["mini_digits", "setup_z"]
     message = bad_config_run(tmp_path, config)
     assert "figures.fig1.setups" in message and "setup_z" in message
+
+
+@pytest.mark.workflow
+def test_mini_workflow_writes_the_sample_efficiency_study(mini_run):
+    workdir, _ = mini_run
+    figures = workdir / "results" / "mini" / "figures"
+    assert (figures / "sample_efficiency.pdf").stat().st_size > 0
+    numbers = pd.read_csv(figures / "sample_efficiency.csv")
+    assert set(numbers.solver) == {"least_squares", "ridge", "lasso"}
+    assert numbers.m.max() == 600 and numbers.m.min() == 30  # fractions of n_masks
+    assert numbers.mean_corr.between(-1, 1).all()
+    summary = pd.read_csv(figures / "sample_efficiency_summary.csv")
+    assert set(summary.solver) == {"least_squares", "ridge", "lasso"}
 
 
 # What reruns what (README, "Staleness"): a config param, a script, library code in
@@ -195,7 +210,9 @@ def test_library_change_reruns_the_rules_that_use_it(mini_run, workflow_copy):
         "fit": 1,
         "evaluate": 1,
         "fig1": 1,
-        "provenance": 1,
+        "sample_efficiency": 1,
+        "sample_efficiency_figure": 1,
+        "provenance": 2,
         "all": 1,
     }
 

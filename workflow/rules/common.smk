@@ -73,7 +73,21 @@ def figure_setups(figure):
     return setups
 
 
+def sample_efficiency_setups():
+    setups = config.get("sample_efficiency", {}).get("setups", [])
+    unknown = [s for s in setups if s not in SETUPS]
+    if unknown:
+        raise ValueError(
+            f"config key sample_efficiency.setups names unknown setups {unknown}; "
+            f"defined setups: {sorted(SETUPS)}"
+        )
+    return setups
+
+
 def all_targets():
     figures = [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
-    provenance = [f"{RESULTS}/provenance/{figure}.txt" for figure in config["figures"]]
+    if sample_efficiency_setups():
+        figures.append(f"{RESULTS}/figures/sample_efficiency.pdf")
+    # Each figure's provenance, as text for the report.
+    provenance = [f"{RESULTS}/provenance/{Path(f).stem}.txt" for f in figures]
     return figures + provenance

@@ -19,6 +19,7 @@ rule fit:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         fit=lambda wildcards: setup_config(wildcards)["fit"],
         ablation=lambda wildcards: setup_config(wildcards)["ablation"],
+        device=config["device"],
         code=code_of("fit.py"),
     script:
         "../scripts/fit.py"

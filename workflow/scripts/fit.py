@@ -23,6 +23,7 @@ attributions = fit_from_beton(
     example_ids=list(range(setup.n_examples)),
     fit_config=snakemake.params.fit,
     meta={"setup": setup.name, "method": "coar", **snakemake.params.ablation},
+    device=resolve_device(snakemake.params.device),
 )
 attributions.save(snakemake.output[0])
 record_provenance(snakemake)
