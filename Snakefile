@@ -10,6 +10,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/real_setups.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/ablate.smk"
@@ -17,6 +19,7 @@ include: "workflow/rules/gather.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/published.smk"
 include: "workflow/rules/sample_efficiency.smk"
 include: "workflow/rules/provenance.smk"
 

@@ -1,12 +1,27 @@
-"""Throughput of ablated-model evaluation against plain inference, in one run.
+"""Throughput of ablated-model evaluation: plain inference, our engine, the original's procedure.
 
-    python bench/ablation.py --setup mini_digits [--device cpu|cuda] [--masks 64]
+    python bench/ablation.py --setup SETUP [--device cpu|cuda] [--compile]
+                             [--examples N] [--masks K] [--original-masks K]
 
-Measures examples/s for (1) plain inference of the unablated model, (2) our
-batched masking engine (many masks per forward pass), (3) the original code's
-approach (deep-copy the model and zero the weights for every mask). Ratios are
-against (1) measured in the same run. Uses the embedded default's architecture
-with random weights, so it needs no workflow outputs.
+SETUP: mini_digits, cifar_miniresnet (A), imagenet_resnet50 (B), imagenet_vit (C), gpt2.
+
+Measures in one run, on the same model (random weights) and the same random inputs:
+
+(a) plain inference of the unablated model at its best settings (evaluation set on
+    the device, channels-last for convnets, bf16 autocast on CUDA, optional
+    torch.compile, large batches);
+(b) our ablated evaluation: ``coar.ablate``'s path, (masks x examples) per forward
+    pass, every sample masked by its own keep-mask, same settings as (a);
+(c) the original code's procedure re-enacted: per mask, deep-copy the model on the
+    CPU, zero the ablated weights, move it to the device, and evaluate it under
+    fp16 autocast (CUDA only, as ``torch.cuda.amp.autocast``), reading the evaluation
+    set from host memory batch by batch (batch 500; 12 for GPT-2, with its
+    per-sequence margins), as its ``make_dataset.py`` scripts do.
+
+Prints examples/s (tokens/s for GPT-2), the ratios b/a and b/c, and the projected
+device-hours of the paper's full m x N component dataset for that setup at (b) and
+(c) speed (the original's reported seconds per mask, REFERENCE.md section 4, are
+printed alongside).
 """
 
 from __future__ import annotations
@@ -14,34 +29,124 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from dataclasses import dataclass
 
 import torch
 
-from coar.components import conv_filters, zero_components
+from coar.architectures import architecture, build, random_inputs
+from coar.components import component_spec, zero_components
 from coar.device import describe, resolve_device
-from coar.masking import MaskedModel, ablated_outputs
+from coar.masking import (
+    MaskedModel,
+    ablated_outputs,
+    auto_max_batch,
+    autocast_context,
+    repeat_batch,
+    take,
+    to_channels_last,
+)
 from coar.masks import sample_masks
-from coar.models import MiniResNet
 from coar.outputs import margin
 
+
+@dataclass(frozen=True)
+class BenchSetup:
+    paper_m: tuple[int, ...]  # masks of the paper's component dataset (a range: low, high)
+    paper_n: int  # examples of the paper's component dataset
+    alpha: float  # the paper's alpha_train
+    examples: dict  # examples measured here, per device type
+    masks: dict  # ablated models measured by (b), per device type
+    original_masks: dict  # ablated models measured by (c), per device type
+    original_batch: int = 500  # the original's evaluation batch size
+    original_s_per_mask: str = ""  # what the paper's authors report
+    seq_len: int = 0  # tokens per sequence (language models)
+    masks_per_batch: int | str = "auto"  # as the setup's ablate stage runs
+
+
 SETUPS = {
-    "mini_digits": dict(
-        model=dict(in_channels=1, planes=32, num_blocks=4, num_classes=10, pool=2, image_size=8),
-        n_examples=360,
+    # The embedded default (config/mini.yaml: 5,000 masks x 360 test digits).
+    "mini_digits": BenchSetup(
+        (5_000,),
+        360,
+        0.1,
+        dict(cpu=360, cuda=360),
+        dict(cpu=64, cuda=512),
+        dict(cpu=32, cuda=64),
+        masks_per_batch=8,  # config/mini.yaml
+    ),
+    "cifar_miniresnet": BenchSetup(
+        (50_000,),
+        10_000,
+        0.10,
+        dict(cpu=500, cuda=10_000),
+        dict(cpu=4, cuda=32),
+        dict(cpu=2, cuda=4),
+        original_s_per_mask="~0.73 s",
+    ),
+    "imagenet_resnet50": BenchSetup(
+        (100_000,),
+        50_000,
+        0.05,
+        dict(cpu=32, cuda=2_048),
+        dict(cpu=2, cuda=48),
+        dict(cpu=1, cuda=4),
+        original_s_per_mask="~8-11 s",
+    ),
+    "imagenet_vit": BenchSetup(
+        (100_000, 200_000),
+        5_000,
+        0.05,
+        dict(cpu=16, cuda=5_000),
+        dict(cpu=2, cuda=12),
+        dict(cpu=1, cuda=3),
+        original_s_per_mask="~2.5 s",
+    ),
+    # Last 500 TinyStories validation stories; seq_len tokens each (assumed: stories are
+    # at most 1,024 tokens and mostly much shorter).
+    "gpt2": BenchSetup(
+        (100_000,),
+        500,
+        0.025,
+        dict(cpu=4, cuda=500),
+        dict(cpu=2, cuda=16),
+        dict(cpu=1, cuda=3),
+        original_batch=12,
+        seq_len=256,
     ),
 }
 
 
-def best_times(fns: dict, rounds: int) -> dict[str, float]:
-    """Best-of-`rounds` seconds per function, rounds interleaved so that warm-up and
-    clock drift hit every method alike."""
+def lm_mean_margin(output, ids: torch.Tensor) -> torch.Tensor:
+    """Per sequence: next-token margin averaged over its tokens (no padding here)."""
+    logits = getattr(output, "logits", output)[:, :-1]
+    margins = margin(logits.flatten(0, 1), ids[:, 1:].flatten())
+    return margins.view(ids.shape[0], -1).mean(1)
+
+
+def call(model, inputs):
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def to_device(inputs, device, non_blocking=False):
+    if isinstance(inputs, dict):
+        return {k: v.to(device, non_blocking=non_blocking) for k, v in inputs.items()}
+    return inputs.to(device, non_blocking=non_blocking)
+
+
+def best_times(fns: dict, device: torch.device, rounds: int) -> dict[str, float]:
+    """Best-of-``rounds`` seconds per function after one warm-up call each (which also
+    compiles); rounds interleaved so that load changes on a shared machine hit all alike."""
     for fn in fns.values():
-        fn()  # warm-up
+        fn()
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
         for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             start = time.perf_counter()
             fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             best[name] = min(best[name], time.perf_counter() - start)
     return best
 
@@ -50,65 +155,127 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--setup", choices=sorted(SETUPS), default="mini_digits")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--masks", type=int, default=64, help="ablated models per measurement")
-    parser.add_argument("--masks-per-batch", type=int, default=8)
+    parser.add_argument("--examples", type=int, help="examples measured (default per setup)")
+    parser.add_argument("--masks", type=int, help="ablated models measured by (b)")
+    parser.add_argument("--original-masks", type=int, help="ablated models measured by (c)")
+    parser.add_argument(
+        "--masks-per-batch",
+        help="ablated models per forward pass, or auto (default: as the setup's ablate stage)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile (a) and (b)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds (best is kept)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     cfg = SETUPS[args.setup]
-    torch.manual_seed(0)
-    model = MiniResNet(**cfg["model"]).to(device).eval()
-    spec = conv_filters(model)
-    side = cfg["model"]["image_size"]
-    inputs = torch.randn(cfg["n_examples"], cfg["model"]["in_channels"], side, side, device=device)
-    labels = torch.randint(0, 10, (cfg["n_examples"],), device=device)
-    masks = torch.from_numpy(sample_masks(0, "bench", range(args.masks), len(spec), 0.1))
-    n_evals = args.masks * cfg["n_examples"]
+    arch = architecture(args.setup)
+    language = arch.task == "language"
+    n_examples = args.examples or cfg.examples[device.type]
+    n_masks = args.masks or cfg.masks[device.type]
+    n_original = args.original_masks or cfg.original_masks[device.type]
 
-    @torch.no_grad()
-    def plain():
-        for _ in range(args.masks):
-            margin(model(inputs), labels)
+    model = build(args.setup, seed=0)
+    spec = component_spec(model, arch.kind)
+    host_inputs, host_labels = random_inputs(
+        args.setup, model, n_examples, seed=0, seq_len=cfg.seq_len or None
+    )
+    output_fn = lm_mean_margin if language else margin
+    units = cfg.seq_len if language else 1  # tokens (or images) per example
+    unit_name = "tokens" if language else "examples"
+    masks = torch.from_numpy(
+        sample_masks(0, "bench", range(max(n_masks, n_original)), len(spec), cfg.alpha)
+    )
+    cpu_model = copy.deepcopy(model)  # the original keeps its model on the CPU
 
-    masked = MaskedModel(model, spec)
+    # (a) and (b): evaluation set on the device, channels-last, bf16 on CUDA, compile.
+    model = model.to(device)
+    inputs = to_channels_last(model, to_device(host_inputs, device))
+    labels = host_labels.to(device)
+    masked = MaskedModel(model, spec, compile=args.compile)
+    plain_model = torch.compile(model) if args.compile else model
+    with masked:
+        masks_per_batch = args.masks_per_batch or cfg.masks_per_batch
+        if masks_per_batch == "auto":
+            max_batch = auto_max_batch(masked, inputs, labels, output_fn, cuda)
+        else:
+            max_batch = int(masks_per_batch) * n_examples
+        # (a) runs the same (mask, example) batches as (b), without masks: the examples
+        # repeated to fill a pass (or split, when they are more than a pass holds).
+        repeats = max(1, min(n_masks, max_batch // n_examples))
+        plain_batch = min(n_examples, max_batch)
+        plain_passes = -(-n_masks // repeats)
 
-    def engine():
-        ablated_outputs(
-            masked,
-            inputs,
-            labels,
-            masks.to(device),
-            margin,
-            max_batch=args.masks_per_batch * cfg["n_examples"],
+        @torch.no_grad()
+        def plain():
+            with autocast_context(device, cuda):
+                for _ in range(plain_passes):
+                    for e0 in range(0, n_examples, plain_batch):
+                        x = repeat_batch(take(inputs, slice(e0, e0 + plain_batch)), repeats)
+                        y = repeat_batch(labels[e0 : e0 + plain_batch], repeats)
+                        output_fn(call(plain_model, x), y).float().cpu()
+
+        def ablated():
+            ablated_outputs(
+                masked, inputs, labels, masks[:n_masks].to(device), output_fn, max_batch, cuda
+            )
+
+        print(
+            f"setup {args.setup}: {len(spec):,} {arch.kind} components, {n_examples:,} "
+            f"examples{f' x {cfg.seq_len} tokens' if language else ''}, device "
+            f"{describe(device)}, {args.threads} CPU threads, compile {args.compile}, "
+            f"{'bf16' if cuda else 'fp32'}, {max_batch:,} (mask, example) pairs per pass"
         )
 
-    @torch.no_grad()
-    def deepcopy_and_zero():
-        cpu_model = model.cpu()
-        for keep in masks:
-            ablated = zero_components(copy.deepcopy(cpu_model), spec, keep).to(device)
-            margin(ablated(inputs), labels)
-        model.to(device)
+        @torch.no_grad()
+        def original():
+            # Per mask: CPU deep copy, zeroed weights, to the device, fp16 autocast (CUDA
+            # only), the evaluation set read from host memory batch by batch.
+            for keep in masks[:n_original]:
+                ablated_model = zero_components(copy.deepcopy(cpu_model), spec, keep).to(device)
+                ablated_model.eval()
+                batch = cfg.original_batch
+                for e0 in range(0, n_examples, batch):
+                    x = to_device(take(host_inputs, slice(e0, e0 + batch)), device)
+                    y = host_labels[e0 : e0 + batch].to(device)
+                    with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+                        out = call(ablated_model, x)
+                    if language:  # the original: one .item() per sequence
+                        for i in range(y.shape[0]):
+                            lm_mean_margin(out.logits[i : i + 1], y[i : i + 1]).item()
+                    else:
+                        margin(out, y).cpu()
+                del ablated_model
+                if cuda:
+                    torch.cuda.empty_cache()
 
-    print(
-        f"setup {args.setup}: {len(spec)} components, {cfg['n_examples']} examples, "
-        f"{args.masks} masks, device {describe(device)}, {args.threads} threads"
-    )
-    seconds = best_times(
-        {
-            "plain inference": plain,
-            "masking engine": engine,
-            "deep copy + zero (original)": deepcopy_and_zero,
-        },
-        args.repeats,
-    )
-    baseline = n_evals / seconds["plain inference"]
-    for name, sec in seconds.items():
-        throughput = n_evals / sec
-        print(f"{name:<28} {throughput:12,.0f} examples/s   {throughput / baseline:6.2f} x plain")
+        names = ("(a) plain inference", "(b) ablated (ours)", "(c) original re-enacted")
+        best = best_times(
+            dict(zip(names, (plain, ablated, original), strict=True)), device, args.rounds
+        )
+    ablated_models = (plain_passes * repeats, n_masks, n_original)
+    seconds = {name: best[name] / k for name, k in zip(names, ablated_models, strict=True)}
+
+    rates = {name: n_examples * units / s for name, s in seconds.items()}
+    for name, rate in rates.items():
+        print(f"{name:<26} {rate:14,.1f} {unit_name}/s   {seconds[name]:9.4f} s per mask")
+    a, b, c = (rates[name] for name in seconds)
+    print(f"b/a = {b / a:.3f}   b/c = {b / c:.2f}")
+    work = [m * cfg.paper_n * units for m in cfg.paper_m]
+    for name in ("(b) ablated (ours)", "(c) original re-enacted"):
+        hours = " - ".join(f"{w / rates[name] / 3600:,.1f}" for w in work)
+        print(
+            f"projected {describe(device)} hours for m = "
+            f"{' - '.join(f'{m:,}' for m in cfg.paper_m)} x N = {cfg.paper_n:,}: {hours} ({name})"
+        )
+    if cfg.original_s_per_mask:
+        print(f"the original's reported cost: {cfg.original_s_per_mask} per mask")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,18 @@ import numpy as np
 import pytest
 
 from coar.attributions import Attributions
-from coar.evaluate import bootstrap_mean_ci, evaluate_methods, per_example_correlation
+from coar.evaluate import (
+    bootstrap_mean_ci,
+    check_fresh_masks,
+    evaluate_methods,
+    fresh_mask_rows,
+    mask_keys,
+    per_example_correlation,
+    stream_mask_keys,
+    training_mask_keys,
+)
+from coar.masks import sample_masks
+from coar.store import run_id, write_shard
 
 
 def test_correlation_of_a_known_noisy_predictor():
@@ -61,3 +72,38 @@ def test_evaluate_methods_on_a_known_linear_model(tmp_path):
     np.testing.assert_allclose(coar.mean_corr, 1.0)
     assert (summary[summary.method == "gp"].mean_corr < 0.9).all()
     assert len(per_example) == 2 * 2 * n
+
+
+def test_fresh_rows_skip_training_masks_and_the_check_names_the_culprit(tmp_path):
+    # 6 components: only 64 distinct masks, so the streams must collide somewhere
+    run = run_id(seed=0, stream="train", alpha=0.3, n_rows=40)
+    train = sample_masks(0, "train", range(40), 6, 0.3)
+    assert stream_mask_keys(run, 6, chunk=7) == mask_keys(train)
+    write_shard(tmp_path / "shard_0.npz", np.arange(40), train, np.zeros((40, 2)), run)
+    keys = training_mask_keys([tmp_path / "shard_0.npz"])
+
+    naive = sample_masks(1, "eval/0.3", range(30), 6, 0.3)
+    with pytest.raises(ValueError, match=r"evaluation mask rows \[.*\] equal training masks"):
+        check_fresh_masks(naive, keys, source="true_outputs_alpha0.3.npz")
+
+    rows = fresh_mask_rows(1, "eval/0.3", 30, 6, 0.3, exclude=keys)
+    assert len(rows) == 30 and rows.max() > 29  # some rows were skipped
+    fresh = sample_masks(1, "eval/0.3", rows, 6, 0.3)
+    check_fresh_masks(fresh, keys, source="fresh")  # does not raise
+    # deterministic: the same rows every time
+    np.testing.assert_array_equal(rows, fresh_mask_rows(1, "eval/0.3", 30, 6, 0.3, keys))
+
+
+def test_fresh_rows_give_up_with_a_clear_error_when_no_fresh_mask_exists():
+    everything = mask_keys(np.array([[a, b] for a in (0, 1) for b in (0, 1)], dtype=bool))
+    with pytest.raises(ValueError, match="too few distinct masks"):
+        fresh_mask_rows(0, "eval/0.5", 5, 2, 0.5, exclude=everything)
+
+
+def test_attributions_that_do_not_fit_the_outputs_are_named(tmp_path):
+    rng = np.random.default_rng(4)
+    wrong = Attributions(rng.standard_normal((3, 5)), np.zeros(5), ["a", "b", "c"], list(range(5)))
+    path = tmp_path / "true.npz"
+    np.savez(path, alpha=0.1, masks=rng.random((10, 4)) > 0.1, outputs=rng.random((10, 5)))
+    with pytest.raises(ValueError, match="method 'loo'.*4 components, 5 examples"):
+        evaluate_methods({"loo": wrong}, [path])

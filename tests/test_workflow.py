@@ -25,7 +25,12 @@ SMALL = {
             "model": {"planes": 8, "num_blocks": 2, "pool": 2},
             "train": {"epochs": 4},
             "ablation": {"n_masks": 600, "n_shards": 2, "masks_per_batch": 50},
-            "evaluation": {"alpha_test": [0.15, 0.1], "n_masks": 40, "n_bootstrap": 200},
+            "evaluation": {
+                "alpha_test": [0.15, 0.1],
+                "n_masks": 40,
+                "n_bootstrap": 200,
+                "integration_steps": 8,
+            },
         }
     }
 }
@@ -77,9 +82,9 @@ def test_mini_workflow_writes_summary_and_figure(mini_run):
     results = workdir / "results" / "mini"
     summary = pd.read_csv(results / "eval" / "mini_digits" / "summary.csv")
     assert list(summary.columns) == ["method", "alpha_test", "mean_corr", "ci_low", "ci_high"]
-    assert set(summary.method) == {"coar"}
-    assert sorted(summary.alpha_test) == [0.1, 0.15]
-    at_train = summary[summary.alpha_test == 0.1].iloc[0]
+    assert set(summary.method) == {"coar", "loo", "gp", "nc", "ii", "atp"}
+    assert sorted(set(summary.alpha_test)) == [0.1, 0.15]
+    at_train = summary[(summary.alpha_test == 0.1) & (summary.method == "coar")].iloc[0]
     assert at_train.ci_low <= at_train.mean_corr <= at_train.ci_high
     assert at_train.mean_corr > 0.5
     assert (results / "figures" / "fig1.pdf").read_bytes()[:4] == b"%PDF"
@@ -90,6 +95,10 @@ def test_mini_workflow_writes_summary_and_figure(mini_run):
     assert attributions.meta["alpha_train"] == 0.1 and attributions.meta["n_rows"] == 600
     assert np.isfinite(attributions.weight).all()
     assert "test accuracy" in (results / "logs" / "train" / "mini_digits.log").read_text()
+    for method in ("loo", "gp", "nc", "ii", "atp"):
+        baseline = Attributions.load(results / "attributions" / "mini_digits" / f"{method}.pt")
+        assert baseline.weight.shape == (40, 360) and baseline.meta["method"] == method
+    assert "checked against" in (results / "logs" / "evaluate" / "mini_digits.log").read_text()
 
 
 @pytest.mark.workflow
@@ -108,8 +117,10 @@ def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
     )
     result = snakemake(workdir, MINI, small, changed, args=["--dry-run"])
     assert result.returncode == 0, result.stderr
+    # the evaluation masks are redrawn too: they must avoid the new training masks
     assert planned_jobs(result) == {
         "ablate": 2,
+        "evaluation_outputs": 2,
         "gather": 1,
         "fit": 1,
         "evaluate": 1,

@@ -1,8 +1,26 @@
 """Components: the units of a model that can be ablated, with stable names.
 
-A component is one output unit of a module (a conv filter, a row of a linear
-layer). Ablating it means zeroing its weights; the module's bias and any
-following BatchNorm stay untouched.
+A component is a slice of one weight tensor; ablating it means zeroing that
+slice. Biases, LayerNorm and BatchNorm always stay untouched. A group of
+components lives in one module and has a *unit*, which says which slice:
+
+- ``out``: an output unit of a Conv2d (filter) or Linear (row): ``weight[j]``.
+  A zeroed unit outputs its bias (0 if none).
+- ``in``: an input feature of a Linear or of Hugging Face's ``Conv1D`` (GPT-2),
+  whose weight is stored (in_features, out_features): ``Conv1D.weight[j]``,
+  i.e. the *rows* of the original code's GPT-2 components.
+- ``in_proj``: an output row of an ``nn.MultiheadAttention``'s packed Q/K/V
+  projection: ``in_proj_weight[j]`` (rows 0..E-1 are Q, then K, then V).
+- ``head``: an attention head: the weights that read the head's output into the
+  residual stream, i.e. input columns ``head_dim*j .. head_dim*(j+1)-1`` of the
+  output projection (GPT-2 ``attn.c_proj``, MultiheadAttention ``out_proj``).
+
+Component kinds (``component_spec(model, kind)``) reproduce the paper's counts:
+``conv_filters`` (ResNets, 2,304 for setup A and 22,720 for ResNet-50),
+``vit_neurons`` (torchvision ViT-B/16: 82,944), ``gpt2_rows`` (GPT-2 small:
+64,512) and ``attention_heads`` (GPT-2 and torchvision ViT: 144 each). Their
+order is the original code's (``named_modules`` order), so flat component
+indices match its published masks and attributions.
 """
 
 from __future__ import annotations
@@ -13,24 +31,128 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-ABLATABLE = (nn.Conv2d, nn.Linear)
+UNITS = ("out", "in", "in_proj", "head")
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2's linear layers, weight stored transposed)."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+def is_gpt2_attention(module: nn.Module) -> bool:
+    """A GPT-2-style attention module: heads read out through a ``Conv1D`` ``c_proj``."""
+    return (
+        hasattr(module, "c_proj")
+        and is_conv1d(module.c_proj)
+        and hasattr(module, "num_heads")
+        and hasattr(module, "head_dim")
+    )
+
+
+def _n_heads(module: nn.Module) -> int:
+    return int(module.num_heads)
+
+
+def _head_dim(module: nn.Module) -> int:
+    if isinstance(module, nn.MultiheadAttention):
+        return module.head_dim
+    return int(module.head_dim)
+
+
+@dataclass(frozen=True)
+class UnitWeights:
+    """Where a group's components live: component j of the group is
+    ``param.narrow(dim, j * width, width)``."""
+
+    param: torch.Tensor
+    dim: int
+    width: int
+
+    def indices(self, units: torch.Tensor) -> torch.Tensor:
+        """Indices along ``dim`` covered by the given component (unit) indices."""
+        units = units.to(self.param.device)
+        offsets = torch.arange(self.width, device=units.device)
+        return (units.view(-1, 1) * self.width + offsets).flatten()
 
 
 @dataclass(frozen=True)
 class ComponentGroup:
     module: str  # dotted module path inside the model
-    size: int  # number of output units (filters or rows)
+    size: int  # number of components in this group
     offset: int  # index of its first component in the flat component vector
+    unit: str = "out"  # which slice of the module's weights a component is (see UNITS)
+
+    @property
+    def label(self) -> str:
+        """The group's name in component names and tables: the module path, with the
+        unit appended where the module path alone would be ambiguous."""
+        if self.unit in ("in_proj", "head"):
+            return f"{self.module}.{self.unit}" if self.module else self.unit
+        return self.module
+
+    def units_of(self, module: nn.Module) -> int:
+        """How many components of this group's unit the module has (raises if none)."""
+        unit = self.unit
+        if unit == "out" and isinstance(module, nn.Conv2d):
+            return module.out_channels
+        if unit == "out" and isinstance(module, nn.Linear):
+            return module.out_features
+        if unit == "in" and is_conv1d(module):
+            return module.weight.shape[0]
+        if unit == "in" and isinstance(module, nn.Linear):
+            return module.in_features
+        if unit == "in_proj" and isinstance(module, nn.MultiheadAttention):
+            if module.in_proj_weight is None:
+                raise TypeError(
+                    f"component module {self.module!r}: MultiheadAttention with separate "
+                    "q/k/v projections is not supported (no packed in_proj_weight)"
+                )
+            return module.in_proj_weight.shape[0]
+        if unit == "head" and (
+            isinstance(module, nn.MultiheadAttention) or is_gpt2_attention(module)
+        ):
+            return _n_heads(module)
+        expected = {
+            "out": "Conv2d or Linear",
+            "in": "Linear or Conv1D",
+            "in_proj": "MultiheadAttention",
+            "head": "MultiheadAttention or GPT-2 attention",
+        }[unit]
+        raise TypeError(
+            f"component module {self.module!r} is {type(module).__name__}, "
+            f"expected {expected} for unit {unit!r}"
+        )
+
+    def weights(self, module: nn.Module) -> UnitWeights:
+        """The weight tensor, dimension and slice width that this group's components zero."""
+        self.units_of(module)  # type check
+        if self.unit == "out":
+            return UnitWeights(module.weight, 0, 1)
+        if self.unit == "in":
+            return UnitWeights(module.weight, 0 if is_conv1d(module) else 1, 1)
+        if self.unit == "in_proj":
+            return UnitWeights(module.in_proj_weight, 0, 1)
+        if isinstance(module, nn.MultiheadAttention):
+            return UnitWeights(module.out_proj.weight, 1, _head_dim(module))
+        return UnitWeights(module.c_proj.weight, 0, _head_dim(module))
 
 
 class ComponentSpec:
-    """An ordered list of component groups; component i has a flat index and a name."""
+    """An ordered list of component groups; component i has a flat index and a name.
 
-    def __init__(self, groups: Iterable[tuple[str, int]]):
+    Groups are ``(module, size)`` (unit ``out``) or ``(module, size, unit)``.
+    """
+
+    def __init__(self, groups: Iterable[tuple], kind: str | None = None):
+        self.kind = kind
         self.groups: list[ComponentGroup] = []
         offset = 0
-        for module, size in groups:
-            self.groups.append(ComponentGroup(module, int(size), offset))
+        for group in groups:
+            module, size, *rest = group
+            unit = rest[0] if rest else "out"
+            if unit not in UNITS:
+                raise ValueError(f"component group {module!r}: unknown unit {unit!r} ({UNITS})")
+            self.groups.append(ComponentGroup(module, int(size), offset, unit))
             offset += int(size)
         self.n_components = offset
 
@@ -38,10 +160,10 @@ class ComponentSpec:
         return self.n_components
 
     def names(self) -> list[str]:
-        return [f"{g.module}[{j}]" for g in self.groups for j in range(g.size)]
+        return [f"{g.label}[{j}]" for g in self.groups for j in range(g.size)]
 
     def table(self) -> list[tuple[str, int]]:
-        return [(g.module, g.size) for g in self.groups]
+        return [(g.label, g.size) for g in self.groups]
 
     def check(self, model: nn.Module) -> None:
         """Fail with the culprit's name if a group does not match the model."""
@@ -49,32 +171,108 @@ class ComponentSpec:
         for g in self.groups:
             if g.module not in modules:
                 raise KeyError(f"component module {g.module!r} not found in the model")
-            module = modules[g.module]
-            if not isinstance(module, ABLATABLE):
-                raise TypeError(
-                    f"component module {g.module!r} is {type(module).__name__}, "
-                    "expected Conv2d or Linear"
-                )
-            units = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+            units = g.units_of(modules[g.module])
             if units != g.size:
                 raise ValueError(
-                    f"component module {g.module!r} has {units} output units, "
+                    f"component module {g.module!r} has {units} {g.unit!r} units, "
                     f"the spec says {g.size}"
                 )
+
+    def unit_weights(self, model: nn.Module) -> list[tuple[ComponentGroup, UnitWeights]]:
+        """Each group with the weight slices its components zero (for gradient baselines too)."""
+        modules = dict(model.named_modules())
+        return [(g, g.weights(modules[g.module])) for g in self.groups]
 
 
 def conv_filters(model: nn.Module, exclude: Iterable[str] = ("shortcut", "downsample")):
     """Every Conv2d's output filters, skipping modules whose path contains an excluded word.
 
     The paper's ResNet components are all conv filters except the downsample
-    (shortcut) convs.
+    (shortcut) convs: 2,304 for setup A's MiniResNet, 22,720 for ResNet-50.
     """
     excluded = tuple(exclude)
     return ComponentSpec(
-        (name, m.out_channels)
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Conv2d) and not any(word in name for word in excluded)
+        (
+            (name, m.out_channels)
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and not any(word in name for word in excluded)
+        ),
+        kind="conv_filters",
     )
+
+
+def vit_neurons(model: nn.Module, exclude: Iterable[str] = ("heads",)):
+    """torchvision ViT neurons: per block the attention's Q/K/V rows (in_proj), out_proj,
+    and the MLP's fc1 and fc2 rows; the classification head is excluded.
+
+    As the original: every Linear and MultiheadAttention outside ``heads``, in
+    ``named_modules`` order (ViT-B/16: 12 x (2,304 + 768 + 3,072 + 768) = 82,944).
+    """
+    excluded = tuple(exclude)
+    groups = []
+    for name, m in model.named_modules():
+        if any(name == word or name.startswith(word + ".") for word in excluded):
+            continue
+        if isinstance(m, nn.MultiheadAttention):
+            groups.append((name, ComponentGroup(name, 0, 0, "in_proj").units_of(m), "in_proj"))
+        elif isinstance(m, nn.Linear):
+            groups.append((name, m.out_features, "out"))
+    return ComponentSpec(groups, kind="vit_neurons")
+
+
+GPT2_ROW_MODULES = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+
+
+def gpt2_rows(model: nn.Module):
+    """GPT-2's components as the original defines them: the rows of the Conv1D weights of
+    attn.c_attn, attn.c_proj, mlp.c_fc (768 input dims each) and mlp.c_proj (3,072 hidden
+    neurons) in every block (GPT-2 small: 12 x 5,376 = 64,512).
+
+    Conv1D stores its weight as (in_features, out_features), so a row is an input
+    feature: zeroing it is masking that input of the module, with the bias kept.
+    """
+    return ComponentSpec(
+        (
+            (name, m.weight.shape[0], "in")
+            for name, m in model.named_modules()
+            if is_conv1d(m) and any(name.endswith(suffix) for suffix in GPT2_ROW_MODULES)
+        ),
+        kind="gpt2_rows",
+    )
+
+
+def attention_heads(model: nn.Module):
+    """Every attention head of a GPT-2 or torchvision ViT (12 x 12 = 144 for the small ones).
+
+    Ablating a head zeroes the output-projection weights that read its output,
+    so the head contributes nothing (the projection's bias stays).
+    """
+    return ComponentSpec(
+        (
+            (name, _n_heads(m), "head")
+            for name, m in model.named_modules()
+            if isinstance(m, nn.MultiheadAttention) or is_gpt2_attention(m)
+        ),
+        kind="attention_heads",
+    )
+
+
+KINDS = {
+    "conv_filters": conv_filters,
+    "vit_neurons": vit_neurons,
+    "gpt2_rows": gpt2_rows,
+    "attention_heads": attention_heads,
+}
+
+
+def component_spec(model: nn.Module, kind: str) -> ComponentSpec:
+    """The components of the given kind (see KINDS); fails if the model has none."""
+    if kind not in KINDS:
+        raise KeyError(f"unknown component kind {kind!r} (known: {sorted(KINDS)})")
+    spec = KINDS[kind](model)
+    if len(spec) == 0:
+        raise ValueError(f"model {type(model).__name__} has no components of kind {kind!r}")
+    return spec
 
 
 @torch.no_grad()
@@ -86,9 +284,9 @@ def zero_components(model: nn.Module, spec: ComponentSpec, keep: torch.Tensor) -
     keep = torch.as_tensor(keep, dtype=torch.bool).cpu()
     if keep.shape != (len(spec),):
         raise ValueError(f"keep mask has shape {tuple(keep.shape)}, expected ({len(spec)},)")
-    modules = dict(model.named_modules())
-    for g in spec.groups:
+    spec.check(model)
+    for g, weights in spec.unit_weights(model):
         dropped = (~keep[g.offset : g.offset + g.size]).nonzero().flatten()
-        weight = modules[g.module].weight
-        weight[dropped.to(weight.device)] = 0
+        if len(dropped):
+            weights.param.index_fill_(weights.dim, weights.indices(dropped), 0)
     return model

@@ -77,4 +77,6 @@ def _correlation_bars(ax, summary: pd.DataFrame) -> None:
     ax.set_ylabel("mean correlation")
     ax.set_ylim(min(0.0, float(summary["ci_low"].min()) - 0.05), 1.0)
     ax.axhline(0, color="black", lw=0.8)
-    ax.legend(frameon=False)
+    ax.legend(
+        frameon=False, ncol=3, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2)
+    )

@@ -13,6 +13,15 @@ from coar.components import ComponentSpec, conv_filters
 from coar.models import load_model
 from coar.outputs import margin
 
+REAL_SETUP_KINDS = (
+    "cifar_miniresnet",
+    "imagenet_resnet50",
+    "imagenet_vit",
+    "waterbirds_resnet50",
+    "celeba_resnet50",
+    "backdoored_cifar",
+)
+
 
 @dataclass
 class Setup:
@@ -37,7 +46,15 @@ def load_mini_digits(name: str, model_path, data_path, device: torch.device) -> 
     return Setup(name, model, conv_filters(model), inputs, labels, margin)
 
 
+def _load_image_setup(name: str, model_path, data_path, device: torch.device) -> Setup:
+    from coar.real_setups import load_image_setup
+
+    return load_image_setup(name, model_path, data_path, device)
+
+
 LOADERS = {"mini_digits": load_mini_digits}
+# The paper's setups: imported checkpoints and prepared examples (coar.real_setups).
+LOADERS.update(dict.fromkeys(REAL_SETUP_KINDS, _load_image_setup))
 
 
 def load_setup(name: str, kind: str, model_path, data_path, device: torch.device) -> Setup:

@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def evaluation_output_paths(wildcards):
     ]
 
 
+def evaluation_methods(wildcards):
+    """Coar first, then the baselines named in the setup's evaluation config."""
+    return ["coar", *setup_config(wildcards)["evaluation"]["baselines"]]
+
+
 def scatter_outputs_path(setup):
     """True outputs at alpha_test = alpha_train, shown in Figure 1's scatter."""
     alpha = SETUPS[setup]["ablation"]["alpha_train"]
@@ -85,9 +91,87 @@ def sample_efficiency_setups():
 
 
 def all_targets():
-    figures = [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
+    targets = [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
     if sample_efficiency_setups():
-        figures.append(f"{RESULTS}/figures/sample_efficiency.pdf")
+        targets.append(f"{RESULTS}/figures/sample_efficiency.pdf")
     # Each figure's provenance, as text for the report.
-    provenance = [f"{RESULTS}/provenance/{Path(f).stem}.txt" for f in figures]
-    return figures + provenance
+    provenance = [f"{RESULTS}/provenance/{Path(f).stem}.txt" for f in targets]
+    return [*targets, *provenance, *published_targets()]
+
+
+# --- The paper's setups: downloads, prepared data, published attributions -------------
+# (rules in download.smk, real_setups.smk, published.smk)
+DOWNLOADS = config.get("downloads", {})
+DOWNLOADS_DIR = config.get("downloads_dir", "resources").rstrip("/")
+REAL_SETUPS = [name for name, cfg in SETUPS.items() if "source" in cfg]
+REAL_SETUP_PATTERN = "|".join(REAL_SETUPS) or "(?!)"
+PREPARED_BETONS = {
+    "cifar10_test": f"{RESULTS}/data/cifar10_test.beton",
+    "imagenet_val": f"{RESULTS}/data/imagenet_val.beton",
+}
+
+
+def download_path(name):
+    if name not in DOWNLOADS:
+        raise ValueError(
+            f"file {name!r} is used by a setup but not listed under config key downloads "
+            f"(listed: {sorted(DOWNLOADS)})"
+        )
+    return f"{DOWNLOADS_DIR}/{name}"
+
+
+def download_rule_name(name):
+    safe_name = re.sub(r"\W", "_", name)
+    return f"download_{safe_name}"
+
+
+def pinned_checksum(entry):
+    """Snakemake's ensure() takes one full digest: sha256 if pinned, else md5."""
+    if entry.get("sha256"):
+        return {"sha256": entry["sha256"]}
+    if entry.get("md5"):
+        return {"md5": entry["md5"]}
+    return {}
+
+
+def split_betons(wildcards):
+    """Split name -> the beton its examples come from (prepared here or downloaded)."""
+    splits = SETUPS[wildcards.setup]["source"]["splits"]
+    return {
+        split: (
+            PREPARED_BETONS[src["beton"]]
+            if "beton" in src
+            else download_path(src["download"])
+        )
+        for split, src in splits.items()
+    }
+
+
+def model_download(wildcards):
+    return download_path(SETUPS[wildcards.setup]["source"]["model"]["download"])
+
+
+def published_config(wildcards):
+    source = SETUPS[wildcards.setup].get("source", {})
+    published = source.get("published_attributions", {})
+    if wildcards.split not in published:
+        raise ValueError(
+            f"setup {wildcards.setup!r} has no published attributions for split "
+            f"{wildcards.split!r} (config key setups.{wildcards.setup}.source."
+            "published_attributions)"
+        )
+    return published[wildcards.split]
+
+
+def published_targets():
+    """The comparison of every setup in a figure that has published test attributions."""
+    setups = {s for figure in config["figures"] for s in figure_setups(figure)}
+    return [
+        path
+        for setup in sorted(setups)
+        if "test" in SETUPS[setup].get("source", {}).get("published_attributions", {})
+        for path in (
+            f"{RESULTS}/eval/{setup}/published_comparison.csv",
+            f"{RESULTS}/figures/published_{setup}.pdf",
+        )
+    ]

@@ -39,6 +39,8 @@ masks, outputs = ablate_rows(
     rows=rows,
     alpha=run["alpha"],
     masks_per_batch=cfg["masks_per_batch"],
+    precision=cfg["precision"],  # the schema fills in defaults
+    compile=cfg["compile"],
 )
 write_shard(snakemake.output[0], rows, masks, outputs, run)
 record_provenance(snakemake)

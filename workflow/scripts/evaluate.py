@@ -1,14 +1,24 @@
-"""Correlation between true and predicted outputs per alpha_test: summary.csv."""
+"""Correlation between true and predicted outputs per alpha_test, for Coar and every baseline."""
+
+import numpy as np
 
 from coar.atomic import atomic_path
 from coar.attributions import Attributions
-from coar.evaluate import evaluate_methods
+from coar.evaluate import check_fresh_masks, evaluate_methods, training_mask_keys
 from coar.logs import log_to
 from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.evaluation
-methods = {"coar": Attributions.load(snakemake.input.attributions)}
+training_keys = training_mask_keys(snakemake.input.shards)
+for path in snakemake.input.outputs:
+    with np.load(path) as data:
+        check_fresh_masks(data["masks"], training_keys, source=path)
+log.info("evaluation masks checked against %d distinct training masks", len(training_keys))
+methods = {
+    method: Attributions.load(path)
+    for method, path in zip(snakemake.params.methods, snakemake.input.attributions, strict=True)
+}
 summary, per_example = evaluate_methods(
     methods, list(snakemake.input.outputs), n_boot=cfg["n_bootstrap"], seed=cfg["seed"]
 )

@@ -6,6 +6,7 @@ import torch
 from coar.ablate import ablate_rows
 from coar.atomic import atomic_path
 from coar.device import resolve_device
+from coar.evaluate import fresh_mask_rows, stream_mask_keys
 from coar.logs import log_to
 from coar.provenance import record_provenance
 from coar.setups import load_setup
@@ -21,14 +22,27 @@ setup = load_setup(
     snakemake.input.data,
     resolve_device(snakemake.params.device),
 )
+stream = f"eval/{alpha:g}"
+# Skip any row whose mask is also a training mask (only possible with few components).
+rows = fresh_mask_rows(
+    cfg["seed"],
+    stream,
+    cfg["n_masks"],
+    len(setup.spec),
+    alpha,
+    exclude=stream_mask_keys(snakemake.params.training_run, len(setup.spec)),
+)
+log.info("%d fresh masks, %d rows of %s skipped", len(rows), rows[-1] + 1 - len(rows), stream)
 masks, outputs = ablate_rows(
     setup,
     seed=cfg["seed"],
-    stream=f"eval/{alpha:g}",
-    rows=range(cfg["n_masks"]),
+    stream=stream,
+    rows=rows,
     alpha=alpha,
     masks_per_batch=snakemake.params.masks_per_batch,
+    precision=snakemake.params.precision,
+    compile=snakemake.params.compile,
 )
 with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:
-    np.savez(f, alpha=alpha, masks=masks, outputs=outputs)
+    np.savez(f, alpha=alpha, masks=masks, outputs=outputs, rows=rows)
 record_provenance(snakemake)

@@ -1,0 +1,144 @@
+"""The ablation stage's speed features and the `coar components` command."""
+
+import copy
+
+import pytest
+import torch
+from conftest import randomize_batchnorm
+
+from coar.ablate import ablate_rows
+from coar.architectures import architecture, build, random_inputs
+from coar.cli import main
+from coar.components import component_spec, zero_components
+from coar.masking import MaskedModel, ablated_outputs
+from coar.masks import sample_masks
+from coar.outputs import margin
+from coar.setups import Setup
+
+
+@pytest.mark.parametrize(
+    ("setup", "kind", "total"),
+    [
+        ("mini_digits", None, 288),
+        ("cifar_miniresnet", None, 2304),
+        ("imagenet_resnet50", None, 22720),
+        ("imagenet_vit", None, 82944),
+        ("gpt2", None, 64512),
+        ("gpt2", "attention_heads", 144),
+    ],
+)
+def test_components_command_prints_a_table_and_the_total(capsys, setup, kind, total):
+    main(["components", setup, *(["--kind", kind] if kind else [])])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"total: {total}"
+    assert sum(int(line.split()[-1]) for line in lines[:-1]) == total
+
+
+def test_components_command_names_an_unknown_setup(capsys):
+    with pytest.raises(SystemExit, match="imagenet_vt"):
+        main(["components", "imagenet_vt"])
+
+
+def tiny_setup(device="cpu") -> Setup:
+    model = build("cifar_miniresnet", size="tiny", seed=0)
+    randomize_batchnorm(model, torch.Generator().manual_seed(1))
+    inputs, labels = random_inputs("cifar_miniresnet", model, 10, seed=1, size="tiny")
+    spec = component_spec(model, "conv_filters")
+    return Setup("tiny", model.to(device), spec, inputs.to(device), labels.to(device), margin)
+
+
+def reference_margins(setup: Setup, masks) -> torch.Tensor:
+    model = copy.deepcopy(setup.model).cpu().float().to(memory_format=torch.contiguous_format)
+    inputs, labels = setup.inputs.cpu(), setup.labels.cpu()
+    return torch.stack(
+        [
+            margin(zero_components(copy.deepcopy(model), setup.spec, keep)(inputs), labels)
+            for keep in torch.as_tensor(masks)
+        ]
+    )
+
+
+def test_ablate_rows_auto_batch_channels_last_equals_zeroing():
+    setup = tiny_setup()
+    reference = None
+    for masks_per_batch in ("auto", 3):
+        masks, outputs = ablate_rows(
+            setup,
+            seed=0,
+            stream="test",
+            rows=range(7),
+            alpha=0.2,
+            masks_per_batch=masks_per_batch,
+            progress=False,
+        )
+        reference = reference_margins(tiny_setup(), masks) if reference is None else reference
+        torch.testing.assert_close(torch.from_numpy(outputs), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_precision_is_close_to_fp32():
+    setup = tiny_setup()
+    kwargs = dict(seed=0, stream="test", rows=range(4), alpha=0.2, progress=False)
+    _, exact = ablate_rows(setup, precision="fp32", **kwargs)
+    _, bf16 = ablate_rows(tiny_setup(), precision="bf16", **kwargs)
+    scale = abs(exact).max()
+    assert abs(bf16 - exact).max() < 0.05 * scale
+
+
+class OutOfMemoryAbove(torch.nn.Module):
+    """Raises CUDA's out-of-memory error for batches larger than ``limit``."""
+
+    def __init__(self, model, limit):
+        super().__init__()
+        self.model, self.limit, self.largest = model, limit, 0
+
+    def forward(self, x):
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        self.largest = max(self.largest, x.shape[0])
+        return self.model(x)
+
+
+def test_out_of_memory_halves_the_batch_and_retries(caplog):
+    setup = tiny_setup()
+    wrapper = OutOfMemoryAbove(setup.model, limit=25)
+    spec = component_spec(wrapper, "conv_filters")
+    masks = torch.from_numpy(sample_masks(0, "test", range(6), len(spec), 0.2))
+    masked = MaskedModel(wrapper, spec)
+    got = ablated_outputs(masked, setup.inputs, setup.labels, masks, margin, max_batch=80)
+    assert masked.max_batch == 20 and wrapper.largest == 20
+    assert "out of memory" in caplog.text
+    torch.testing.assert_close(got, reference_margins(setup, masks), rtol=1e-4, atol=1e-4)
+
+
+def test_out_of_memory_of_a_single_sample_is_raised():
+    setup = tiny_setup()
+    wrapper = OutOfMemoryAbove(setup.model, limit=0)
+    spec = component_spec(wrapper, "conv_filters")
+    masks = torch.ones(1, len(spec), dtype=torch.bool)
+    with pytest.raises(torch.OutOfMemoryError):
+        ablated_outputs(MaskedModel(wrapper, spec), setup.inputs, setup.labels, masks, margin)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("name", ["imagenet_resnet50", "imagenet_vit", "gpt2"])
+def test_cuda_bf16_engine_tracks_zeroing(name, compile):
+    """On the GPU (bf16 autocast, optionally compiled) the engine still tracks literally
+    zeroed weights, up to bf16 rounding."""
+    model = build(name, size="tiny", seed=0).cuda()
+    spec = component_spec(model, architecture(name).kind)
+    inputs, _ = random_inputs(name, model, 4, seed=0, size="tiny", seq_len=8)
+    inputs = {k: v.cuda() for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.cuda()
+    masks = torch.from_numpy(sample_masks(0, "test", range(3), len(spec), 0.2)).cuda()
+    masked = MaskedModel(model, spec, compile=compile)
+    with masked, torch.autocast("cuda", dtype=torch.bfloat16):
+        got = masked(inputs, masks)
+    got = getattr(got, "logits", got).float()
+    reference = []
+    for keep in masks:
+        ablated = zero_components(copy.deepcopy(model), spec, keep)
+        out = ablated(**inputs) if isinstance(inputs, dict) else ablated(inputs)
+        reference.append(getattr(out, "logits", out).float())
+    reference = torch.cat(reference)
+    assert (got - reference).abs().max() < 0.05 * reference.abs().max() + 1e-3

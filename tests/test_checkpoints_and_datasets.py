@@ -1,0 +1,143 @@
+"""Importing the paper's checkpoints safely, and preparing its evaluation sets."""
+
+import pytest
+import torch
+from tiny_sources import (
+    write_cifar10_tarball,
+    write_imagenet_val,
+    write_original_miniresnet,
+    write_torchvision_weights,
+)
+
+from coar.checkpoints import (
+    CheckpointError,
+    build_architecture,
+    import_checkpoint,
+    load_checkpoint,
+    read_original_pickle,
+    save_checkpoint,
+)
+from coar.components import conv_filters
+from coar.datasets import (
+    DatasetError,
+    check_imagenet_val,
+    read_cifar10_test,
+    read_image_beton,
+    write_image_beton,
+)
+from coar.real_setups import components_of
+
+MINI = dict(format="original_pickle", architecture="cifar_miniresnet", size="tiny", num_classes=10)
+
+
+def test_original_pickled_miniresnet_loads_without_its_code(tmp_path):
+    original = write_original_miniresnet(tmp_path / "cifar.pt")
+    model = import_checkpoint(tmp_path / "cifar.pt", MINI)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), original(x))
+    assert conv_filters(model).table()[:2] == [("conv1", 8), ("layers.0.conv1", 8)]
+    assert len(conv_filters(model)) == 5 * 8
+
+
+def test_original_pickle_naming_other_code_is_refused(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"model": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="weights_only=False would execute"):
+        read_original_pickle(tmp_path / "evil.pt")
+
+
+def test_base_model_prefix_is_stripped(tmp_path):
+    model = build_architecture("imagenet_resnet50", "tiny", 2).eval()
+    torch.save({f"base_model.{k}": v for k, v in model.state_dict().items()}, tmp_path / "wb.pt")
+    cfg = dict(
+        format="state_dict",
+        architecture="imagenet_resnet50",
+        size="tiny",
+        num_classes=2,
+        strip_prefix="base_model.",
+    )
+    loaded = import_checkpoint(tmp_path / "wb.pt", cfg)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    with pytest.raises(CheckpointError, match="missing"):
+        import_checkpoint(tmp_path / "wb.pt", {**cfg, "strip_prefix": "base_"})
+
+
+def test_torchvision_weights_round_trip_through_our_format(tmp_path):
+    original = write_torchvision_weights(tmp_path / "resnet50-tiny.pth", "imagenet_resnet50")
+    cfg = dict(
+        format="torchvision", architecture="imagenet_resnet50", size="tiny", num_classes=1000
+    )
+    model = import_checkpoint(tmp_path / "resnet50-tiny.pth", cfg)
+    save_checkpoint(model, tmp_path / "ours.pt", architecture=cfg, normalization="imagenet")
+    loaded, info = load_checkpoint(tmp_path / "ours.pt")
+    assert info["normalization"]["mean"][0] == pytest.approx(123.675)
+    assert info["architecture"] == "imagenet_resnet50"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), original(x))
+    names = [name for name, _ in conv_filters(loaded).table()]
+    assert "conv1" in names and not any("downsample" in n for n in names)
+
+
+def test_full_architectures_have_the_papers_component_counts():
+    for name, classes, count in (
+        ("cifar_miniresnet", 10, 2304),
+        ("imagenet_resnet50", 1000, 22720),
+        ("imagenet_vit", 1000, 82944),
+    ):
+        assert len(components_of(build_architecture(name, "full", classes), name)) == count
+
+
+def test_cifar10_tarball_to_beton_and_back(tmp_path):
+    data, labels = write_cifar10_tarball(tmp_path / "c.tar.gz", n=5)
+    images, read_labels = read_cifar10_test(tmp_path / "c.tar.gz")
+    assert images.shape == (5, 32, 32, 3) and read_labels.tolist() == labels
+    assert (images[1, :, :, 0].ravel() == data[1, :1024]).all()  # red plane first
+    write_image_beton(
+        tmp_path / "c.beton", lambda i: images[i], read_labels, groups=[0, 1, 0, 1, 1]
+    )
+    back = read_image_beton(tmp_path / "c.beton")
+    assert (back["image"] == images).all()
+    assert back["label"].tolist() == labels and back["group"].tolist() == [0, 1, 0, 1, 1]
+
+
+def test_imagenet_val_check_names_what_is_missing(tmp_path):
+    root = tmp_path / "val"
+    write_imagenet_val(root, n_classes=3, per_class=2)
+    assert check_imagenet_val(root, 3, 2)["images"] == 6
+    next((root / "n01440765").iterdir()).unlink()
+    with pytest.raises(DatasetError) as err:
+        check_imagenet_val(root, 4, 2)
+    message = str(err.value)
+    assert "3 class folders, expected 4" in message and "n01440765 (1)" in message
+    with pytest.raises(DatasetError, match="does not exist"):
+        check_imagenet_val(tmp_path / "nowhere")
+
+
+def test_clip_loads_from_a_state_dict_in_openai_layout(tmp_path):
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    from coar.checkpoints import load_clip
+
+    torch.manual_seed(0)
+    tiny = CLIP(
+        embed_dim=16,
+        vision_cfg=CLIPVisionCfg(layers=1, width=64, patch_size=8, image_size=32),
+        text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1),
+        quick_gelu=True,  # OpenAI's activation, which open_clip assumes for their files
+    ).eval()
+    # OpenAI's weights are float16 and open_clip rebuilds through float16: use such values.
+    with torch.no_grad():
+        for parameter in tiny.parameters():
+            parameter.copy_(parameter.half().float())
+    torch.save(tiny.state_dict(), tmp_path / "clip.pt")
+    model = load_clip(tmp_path / "clip.pt")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(x), tiny.encode_image(x))

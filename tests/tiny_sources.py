@@ -1,0 +1,176 @@
+"""Tiny stand-ins for the paper's published files, in their real formats (for tests)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+import tarfile
+import types
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from coar.checkpoints import build_architecture
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model
+
+
+# --- the original code's MiniResNet, as its checkpoints pickle it --------------------------
+
+
+class OriginalBasicBlock(nn.Module):
+    def __init__(self, planes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class OriginalMiniResNet(nn.Module):
+    """Attribute layout of the original's src.models.mini_resnet.MiniResNet."""
+
+    def __init__(self, num_blocks=2, in_planes=8, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, in_planes, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.layer = nn.Sequential(*[OriginalBasicBlock(in_planes) for _ in range(num_blocks)])
+        for idx, block in enumerate(self.layer):
+            setattr(self, f"block{idx}", block)
+        self.flatten = nn.Flatten()
+        self.avg_pool_2d = nn.AvgPool2d(8)
+        self.linear = nn.Linear(in_planes * 16, num_classes)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return self.linear(self.flatten(self.avg_pool_2d(self.layer(out))))
+
+
+@contextmanager
+def original_import_paths():
+    """Make the classes importable (and picklable) as src.models.mini_resnet / cifar_resnet."""
+    names = ["src", "src.models", "src.models.mini_resnet", "src.models.cifar_resnet"]
+    saved = {name: sys.modules.get(name) for name in names}
+    modules = {name: types.ModuleType(name) for name in names}
+    originals = {}
+    for cls, module, name in (
+        (OriginalMiniResNet, "src.models.mini_resnet", "MiniResNet"),
+        (OriginalBasicBlock, "src.models.cifar_resnet", "BasicBlock"),
+    ):
+        originals[cls] = (cls.__module__, cls.__qualname__, cls.__name__)
+        cls.__module__, cls.__qualname__, cls.__name__ = module, name, name
+        setattr(modules[module], name, cls)
+    sys.modules.update(modules)
+    try:
+        yield
+    finally:
+        for cls, (module, qualname, name) in originals.items():
+            cls.__module__, cls.__qualname__, cls.__name__ = module, qualname, name
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def write_original_miniresnet(path: Path, seed: int = 0) -> OriginalMiniResNet:
+    """torch.save of a whole original-style MiniResNet module (what the original publishes)."""
+    torch.manual_seed(seed)
+    model = randomize_batchnorm(OriginalMiniResNet(), seed).eval()
+    with original_import_paths():
+        torch.save(model, path)
+    return model
+
+
+# --- datasets --------------------------------------------------------------------------------
+
+
+def write_cifar10_tarball(path: Path, n: int = 12, seed: int = 0) -> tuple[np.ndarray, list]:
+    """cifar-10-python.tar.gz with a test_batch of n random images."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, 10, n)]
+    batch = pickle.dumps(
+        {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data}
+    )
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+        info.size = len(batch)
+        tar.addfile(info, io.BytesIO(batch))
+    return data, labels
+
+
+def write_imagenet_val(root: Path, n_classes: int = 4, per_class: int = 3, seed: int = 0) -> None:
+    """A class-folder ImageNet val layout of small random JPEGs."""
+    rng = np.random.default_rng(seed)
+    for c in range(n_classes):
+        folder = root / f"n{1440764 + c:08d}"
+        folder.mkdir(parents=True)
+        for k in range(per_class):
+            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"ILSVRC2012_val_{c * per_class + k:08d}.JPEG")
+
+
+def write_torchvision_weights(path: Path, architecture: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = randomize_batchnorm(build_architecture(architecture, "tiny", 1000), seed).eval()
+    if hasattr(model, "heads"):
+        # torchvision initialises the ViT's classification head to zero: every margin would
+        # be 0 whatever is ablated. Trained weights are not zero; random ones will do.
+        nn.init.normal_(model.heads.head.weight, std=0.5)
+    torch.save(model.state_dict(), path)
+    return model
+
+
+def write_original_datamodels(path: Path, p: int, n: int, seed: int = 0, nan: bool = True):
+    """The original's datamodels.pt: weight (p, N) fp16 in standardised units, bias, lam."""
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(p, n, generator=generator).half()
+    if nan:
+        weight[0, 0] = float("nan")
+    torch.save(
+        {"weight": weight, "bias": torch.randn(n, generator=generator), "lam": torch.zeros(n)}, path
+    )
+    return weight
+
+
+def write_original_image_beton(path: Path, n: int, side: tuple, groups: bool, seed: int = 0):
+    """A beton with the original's fields (image, label[, group]) of random images."""
+    from coar.datasets import write_image_beton
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, *side, 3), dtype=np.uint8)
+    labels = rng.integers(0, 2, n)
+    write_image_beton(
+        path, lambda i: images[i], labels, groups=rng.integers(0, 2, n) if groups else None
+    )
+
+
+def write_finetuned_resnet50(path: Path, num_classes: int = 2, seed: int = 0) -> nn.Module:
+    """A state dict whose names carry the fine-tuned models' base_model. prefix."""
+    torch.manual_seed(seed)
+    model = randomize_batchnorm(build_architecture("imagenet_resnet50", "tiny", num_classes))
+    torch.save({f"base_model.{k}": v for k, v in model.state_dict().items()}, path)
+    return model.eval()

@@ -1,0 +1,115 @@
+# The paper's setups: evaluation sets as FFCV betons, examples files, imported models.
+# Setups with a `source` (config) take these rules; mini_digits keeps prepare_digits/train.
+ruleorder: prepare_examples > prepare_digits
+ruleorder: import_model > train
+
+
+rule check_imagenet_val:
+    output:
+        f"{RESULTS}/data/imagenet_val.check.json",
+    log:
+        f"{RESULTS}/logs/check_imagenet_val.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check_imagenet_val.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(500),
+        runtime=per_attempt(10),
+    params:
+        imagenet=config.get("imagenet_val"),
+        code=code_of("check_imagenet_val.py"),
+    script:
+        "../scripts/check_imagenet_val.py"
+
+
+rule prepare_imagenet_val:
+    input:
+        f"{RESULTS}/data/imagenet_val.check.json",
+    output:
+        f"{RESULTS}/data/imagenet_val.beton",
+    log:
+        f"{RESULTS}/logs/prepare_imagenet_val.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_imagenet_val.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 8
+    resources:
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(120),
+    params:
+        imagenet=config.get("imagenet_val"),
+        code=code_of("prepare_imagenet_val.py"),
+    script:
+        "../scripts/prepare_imagenet_val.py"
+
+
+rule prepare_cifar10_test:
+    input:
+        lambda wildcards: download_path("cifar-10-python.tar.gz"),
+    output:
+        f"{RESULTS}/data/cifar10_test.beton",
+    log:
+        f"{RESULTS}/logs/prepare_cifar10_test.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_cifar10_test.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
+    params:
+        code=code_of("prepare_cifar10_test.py"),
+    script:
+        "../scripts/prepare_cifar10_test.py"
+
+
+rule prepare_examples:
+    input:
+        unpack(split_betons),
+    output:
+        f"{RESULTS}/data/{{setup}}.npz",
+    log:
+        f"{RESULTS}/logs/prepare_examples/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_examples/{{setup}}.tsv"
+    wildcard_constraints:
+        setup=REAL_SETUP_PATTERN,
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(16000),
+        runtime=per_attempt(60),
+    params:
+        splits=lambda wildcards: setup_config(wildcards)["source"]["splits"],
+        code=code_of("prepare_examples.py"),
+    script:
+        "../scripts/prepare_examples.py"
+
+
+rule import_model:
+    input:
+        model_download,
+    output:
+        f"{RESULTS}/models/{{setup}}.pt",
+    log:
+        f"{RESULTS}/logs/import_model/{{setup}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/import_model/{{setup}}.tsv"
+    wildcard_constraints:
+        setup=REAL_SETUP_PATTERN,
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(10),
+    params:
+        model=lambda wildcards: setup_config(wildcards)["source"]["model"],
+        code=code_of("import_model.py"),
+    script:
+        "../scripts/import_model.py"

@@ -1,0 +1,18 @@
+"""Import a published checkpoint into our weights-only format (see coar.checkpoints)."""
+
+from coar.checkpoints import import_checkpoint, save_checkpoint
+from coar.logs import log_to
+from coar.provenance import record_provenance
+
+log = log_to(snakemake.log[0])
+cfg = snakemake.params.model
+model = import_checkpoint(snakemake.input[0], cfg)
+n_params = sum(p.numel() for p in model.parameters())
+log.info("%s (%s, %s): %d parameters", snakemake.input[0], cfg["format"], cfg["size"], n_params)
+save_checkpoint(
+    model,
+    snakemake.output[0],
+    architecture={k: cfg[k] for k in ("architecture", "size", "num_classes")},
+    normalization=cfg["normalization"],
+)
+record_provenance(snakemake)

@@ -1,0 +1,18 @@
+"""ImageNet val as an FFCV beton: Resize + CenterCrop (torchvision's evaluation transform)."""
+
+from coar.datasets import imagenet_val_files, resize_center_crop, write_image_beton
+from coar.logs import log_to
+from coar.provenance import record_provenance
+
+log = log_to(snakemake.log[0])
+cfg = snakemake.params.imagenet
+files, labels = imagenet_val_files(cfg["path"])
+log.info("%d images in %d classes from %s", len(files), labels.max() + 1, cfg["path"])
+write_image_beton(
+    snakemake.output[0],
+    lambda i: resize_center_crop(files[i], cfg["resize"], cfg["crop"]),
+    labels,
+    num_workers=snakemake.threads,
+)
+log.info("wrote %s (resize %d, centre crop %d)", snakemake.output[0], cfg["resize"], cfg["crop"])
+record_provenance(snakemake)
