@@ -265,7 +265,8 @@ def test_every_result_has_its_provenance(mini_run):
     workdir, _ = mini_run
     figure = workdir / "results" / "mini" / "figures" / "fig1.pdf"
     steps = chain(figure)
-    assert {s.record["rule"] for s in steps} == {
+    assert all(s.record is not None for s in steps)  # every step recorded itself
+    assert {s.record["rule"] for s in steps} >= {
         "fig1",
         "evaluate",
         "fit",
