@@ -25,6 +25,7 @@ include: "workflow/rules/published.smk"
 include: "workflow/rules/sample_efficiency.smk"
 include: "workflow/rules/edit_common.smk"
 include: "workflow/rules/edit.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:

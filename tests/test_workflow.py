@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import yaml
 from coar.attributions import Attributions
 from coar.components import conv_filters
 from coar.models import load_model
+from coar.provenance import chain
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "config" / "mini.yaml"
@@ -195,6 +198,7 @@ def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
         "figure_forget": 1,
         "sample_efficiency": 1,
         "sample_efficiency_figure": 1,
+        "provenance": 2,
         "all": 1,
     }
 
@@ -329,3 +333,133 @@ def test_edit_naming_an_unknown_example_set_is_named(tmp_path):
     config["setups"]["mini_digits"]["edits"]["forget"]["examples"] = "nope"
     message = bad_config_run(tmp_path, config)
     assert "setups.mini_digits.examples" in message and "nope" in message
+
+
+# What reruns what (README, "Staleness"): a config param, a script, library code in
+# src/coar, an input file's content. Code changes are made in a copy of the workflow, run
+# against the finished mini run.
+@pytest.fixture
+def workflow_copy(tmp_path):
+    copy = tmp_path / "code"
+    copy.mkdir()
+    for part in ("Snakefile", "workflow", "src", "profiles", "envs"):
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, copy / part)
+    return copy
+
+
+def dry_run_with(workdir: Path, snakefile: Path, small: Path) -> dict[str, int]:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--cores", "2"]
+    cmd += ["--configfile", str(MINI), str(small), "--dry-run"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return planned_jobs(result)
+
+
+@pytest.mark.workflow
+def test_library_change_reruns_the_rules_that_use_it(mini_run, workflow_copy):
+    workdir, small = mini_run
+    snakefile = workflow_copy / "Snakefile"
+    assert dry_run_with(workdir, snakefile, small) == {}  # an identical copy: nothing to do
+    with open(workflow_copy / "src" / "coar" / "plots.py", "a") as f:
+        f.write("\n# changed\n")
+    assert dry_run_with(workdir, snakefile, small) == {"fig1": 1, "provenance": 1, "all": 1}
+    with open(workflow_copy / "src" / "coar" / "masks.py", "a") as f:
+        f.write("\n# changed\n")
+    assert dry_run_with(workdir, snakefile, small) == {
+        "ablate": 2,
+        "evaluation_outputs": 2,
+        "gather": 1,
+        "fit": 1,
+        "evaluate": 1,
+        "fig1": 1,
+        "sample_efficiency": 1,
+        "sample_efficiency_figure": 1,
+        "provenance": 2,
+        "all": 1,
+    }
+
+
+@pytest.mark.workflow
+def test_script_change_reruns_its_rule_and_dependents(mini_run, workflow_copy):
+    workdir, small = mini_run
+    script = workflow_copy / "workflow" / "scripts" / "evaluate.py"
+    os.utime(script)  # Snakemake watches a script's modification time
+    assert dry_run_with(workdir, workflow_copy / "Snakefile", small) == {
+        "evaluate": 1,
+        "fig1": 1,
+        "provenance": 1,
+        "all": 1,
+    }
+
+
+@pytest.mark.workflow
+def test_input_content_change_reruns_dependents_and_a_touch_does_not(mini_run):
+    workdir, small = mini_run
+    summary = workdir / "results" / "mini" / "eval" / "mini_digits" / "summary.csv"
+    original, stat = summary.read_bytes(), summary.stat()
+    try:
+        os.utime(summary)  # newer, same content: the recorded checksum still matches
+        assert dry_run_with(workdir, REPO / "Snakefile", small) == {}
+        summary.write_bytes(original + b"\n")
+        assert dry_run_with(workdir, REPO / "Snakefile", small) == {
+            "fig1": 1,
+            "provenance": 1,
+            "all": 1,
+        }
+    finally:
+        summary.write_bytes(original)
+        os.utime(summary, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.workflow
+def test_every_result_has_its_provenance(mini_run):
+    workdir, _ = mini_run
+    figure = workdir / "results" / "mini" / "figures" / "fig1.pdf"
+    steps = chain(figure)
+    assert all(s.record is not None for s in steps)  # every step recorded itself
+    assert {s.record["rule"] for s in steps} >= {
+        "fig1",
+        "evaluate",
+        "fit",
+        "gather",
+        "ablate",
+        "evaluation_outputs",
+        "train",
+        "prepare_digits",
+    }
+    assert all(status == "ok" for s in steps for _, status in s.inputs)
+    fig1 = steps[0].record
+    assert fig1["git"]["commit"] and fig1["packages"]["torch"] and fig1["device"]["cpu"]
+    text = subprocess.run(
+        [sys.executable, "-m", "coar.cli", "provenance", str(figure)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "rule      ablate (setup=mini_digits, shard=1)" in text
+    # One git line for all steps, or one per step if the checkout changed during the run.
+    assert re.search(r"^(git commit \(every step\):|    git      ) [0-9a-f]{40}", text, re.M)
+    assert "WARNING" not in text
+
+
+@pytest.mark.workflow
+def test_report_holds_figures_captions_params_code_software_and_provenance(mini_run):
+    workdir, small = mini_run
+    result = snakemake(workdir, MINI, small, args=["--report", "report.zip"])
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(workdir / "report.zip") as archive:
+        names = archive.namelist()
+        report = archive.read(next(n for n in names if n.endswith("report.html"))).decode()
+        provenance = archive.read(next(n for n in names if n.endswith("/fig1.txt"))).decode()
+    assert any(n.endswith("/fig1.pdf") for n in names)
+    assert "Figure 1, &quot;Evaluating Coar&quot;" in report  # the caption
+    assert '"job_properties": {"rule": "fig1"' in report  # per-result rule and params
+    assert "scatter_examples=[0]" in report and "coar/plots.py" in report
+    assert "torch==2.14.1" in report  # each rule's pinned software environment
+    assert provenance.startswith("Provenance of results/mini/figures/fig1.pdf")
+    assert "packages (every step): python" in provenance

@@ -37,6 +37,13 @@ def components(args) -> None:
     print(f"total: {len(spec)}")
 
 
+def provenance(args) -> None:
+    from coar.provenance import chain, chain_json, format_chain
+
+    steps = chain(args.result)
+    print(chain_json(steps) if args.json else format_chain(steps))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="coar", description=__doc__)
     parser.add_argument("--version", action="version", version=f"coar {__version__}")
@@ -53,6 +60,14 @@ def main(argv=None) -> None:
         help="component kind (default: the paper's kind for the setup)",
     )
     p.set_defaults(func=components)
+    p = sub.add_parser(
+        "provenance",
+        help="print the chain of workflow steps that produced a result, with their params, "
+        "input checksums, code version, packages and device",
+    )
+    p.add_argument("result", help="a file made by the workflow, e.g. results/mini/figures/fig1.pdf")
+    p.add_argument("--json", action="store_true", help="the full records, as JSON")
+    p.set_defaults(func=provenance)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -12,12 +12,13 @@ rule ablate:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(60),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         ablation=lambda wildcards: setup_config(wildcards)["ablation"],
         run=training_run,
         device=config["device"],
+        code=code_of("ablate.py"),
     script:
         "../scripts/ablate.py"

@@ -5,6 +5,7 @@ from pathlib import Path
 # Workflow scripts import the library from the repository even when it is not installed.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from coar.provenance import code_digests
 from coar.store import run_id
 
 RESULTS = config["results_dir"].rstrip("/")
@@ -15,6 +16,21 @@ wildcard_constraints:
     setup="|".join(SETUPS) or "(?!)",
     shard=r"\d+",
     alpha=r"0\.\d+",
+    figure=r"[A-Za-z0-9_]+",
+
+
+def per_attempt(base):
+    """A resource that grows with each retry: `base` on the first attempt, twice that
+    on the second and so on (profiles/slurm resubmits failed jobs with more)."""
+    return lambda wildcards, attempt: base * attempt
+
+
+def code_of(script):
+    """Checksums of a workflow script and of the coar modules it imports, directly or
+    not. Passed as a param, so that Snakemake reruns the steps whose code changed: it
+    watches a script's modification time itself, but not the library's code."""
+    basedir = Path(workflow.basedir)
+    return code_digests(basedir / "workflow" / "scripts" / script, basedir / "src")
 
 
 def setup_config(wildcards):
@@ -78,7 +94,9 @@ def all_targets():
     targets = [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
     if sample_efficiency_setups():
         targets.append(f"{RESULTS}/figures/sample_efficiency.pdf")
-    return [*targets, *published_targets()]
+    # Each figure's provenance, as text for the report.
+    provenance = [f"{RESULTS}/provenance/{Path(f).stem}.txt" for f in targets]
+    return [*targets, *provenance, *published_targets()]
 
 
 # --- The paper's setups: downloads, prepared data, published attributions -------------

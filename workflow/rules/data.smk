@@ -9,9 +9,10 @@ rule prepare_digits:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=per_attempt(1000),
+        runtime=per_attempt(5),
     params:
         data=lambda wildcards: setup_config(wildcards)["data"],
+        code=code_of("prepare_digits.py"),
     script:
         "../scripts/prepare_digits.py"

@@ -19,11 +19,12 @@ for _name, _entry in DOWNLOADS.items():
             "../../envs/coar.yaml"
         threads: 1
         resources:
-            mem_mb=500,
-            runtime=240,
+            mem_mb=per_attempt(500),
+            runtime=per_attempt(240),
         params:
             entry=_entry,
             retries=5,
+            code=code_of("download.py"),
         script:
             "../scripts/download.py"
 
@@ -44,9 +45,10 @@ rule all_downloads:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=per_attempt(500),
+        runtime=per_attempt(5),
     params:
         names=list(DOWNLOADS),
+        code=code_of("download_digests.py"),
     script:
         "../scripts/download_digests.py"

@@ -65,12 +65,13 @@ rule edit_forget:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         edit=lambda wildcards: edit_config(wildcards.setup, "forget"),
         device=config["device"],
+        code=code_of("edit_forget.py"),
     script:
         "../scripts/edit_forget.py"
 
@@ -97,12 +98,13 @@ rule edit_errors:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(60),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         edit=lambda wildcards: edit_config(wildcards.setup, "errors"),
         device=config["device"],
+        code=code_of("edit_errors.py"),
     script:
         "../scripts/edit_errors.py"
 
@@ -126,12 +128,13 @@ rule edit_subpopulation:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         edit=lambda wildcards: edit_config(wildcards.setup, "subpopulation"),
         device=config["device"],
+        code=code_of("edit_subpopulation.py"),
     script:
         "../scripts/edit_subpopulation.py"
 
@@ -158,8 +161,8 @@ rule edit_backdoor:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         edit=lambda wildcards: edit_config(wildcards.setup, "backdoor"),
@@ -167,6 +170,7 @@ rule edit_backdoor:
         suffix="triggered",
         target_class=backdoor_target_class,
         device=config["device"],
+        code=code_of("edit_backdoor.py"),
     script:
         "../scripts/edit_backdoor.py"
 
@@ -216,11 +220,12 @@ rule figure_errors:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         experiment="errors",
         title=lambda wildcards: config["figures"][wildcards.figure]["title"],
+        code=code_of("edit_figure.py"),
     script:
         "../scripts/edit_figure.py"
 

@@ -12,8 +12,8 @@ rule evaluation_outputs:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
@@ -24,6 +24,7 @@ rule evaluation_outputs:
         compile=lambda wildcards: setup_config(wildcards)["ablation"]["compile"],
         training_run=training_run,
         device=config["device"],
+        code=code_of("evaluation_outputs.py"),
     script:
         "../scripts/evaluation_outputs.py"
 
@@ -44,8 +45,8 @@ rule baseline:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(60),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
@@ -54,6 +55,7 @@ rule baseline:
         ],
         precision=lambda wildcards: setup_config(wildcards)["ablation"]["precision"],
         device=config["device"],
+        code=code_of("baseline.py"),
     script:
         "../scripts/baseline.py"
 
@@ -77,10 +79,11 @@ rule evaluate:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
         methods=evaluation_methods,
+        code=code_of("evaluate.py"),
     script:
         "../scripts/evaluate.py"

@@ -23,12 +23,13 @@ rule fig1:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         setups=lambda wildcards: figure_setups("fig1"),
         scatter_examples=lambda wildcards: [
             SETUPS[s]["evaluation"]["scatter_example"] for s in figure_setups("fig1")
         ],
+        code=code_of("fig1.py"),
     script:
         "../scripts/fig1.py"

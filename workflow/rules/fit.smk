@@ -13,12 +13,13 @@ rule fit:
         "../../envs/coar.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(60),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
         fit=lambda wildcards: setup_config(wildcards)["fit"],
         ablation=lambda wildcards: setup_config(wildcards)["ablation"],
         device=config["device"],
+        code=code_of("fit.py"),
     script:
         "../scripts/fit.py"

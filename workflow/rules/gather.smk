@@ -11,9 +11,10 @@ rule gather:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
     params:
         run=training_run,
+        code=code_of("gather.py"),
     script:
         "../scripts/gather.py"

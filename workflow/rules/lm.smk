@@ -23,10 +23,11 @@ rule lm_corpus:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=per_attempt(1000),
+        runtime=per_attempt(5),
     params:
         corpus=lambda wildcards: lm_config(wildcards)["corpus"],
+        code=code_of("lm_corpus.py"),
     script:
         "../scripts/lm_corpus.py"
 
@@ -48,12 +49,13 @@ rule lm_train:
         "../../envs/coar.yaml"
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         model=lambda wildcards: lm_config(wildcards)["model"],
         train=lambda wildcards: lm_config(wildcards)["train"],
         max_tokens=lambda wildcards: lm_config(wildcards)["corpus"]["max_tokens"],
+        code=code_of("lm_train.py"),
     script:
         "../scripts/lm_train.py"
 
@@ -76,8 +78,10 @@ rule lm_import_gpt2:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(10),
+    params:
+        code=code_of("lm_import_gpt2.py"),
     script:
         "../scripts/lm_import_gpt2.py"
 
@@ -102,10 +106,11 @@ rule lm_tinystories:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         stories=lambda wildcards: lm_config(wildcards)["stories"],
+        code=code_of("lm_tinystories.py"),
     script:
         "../scripts/lm_tinystories.py"
 
@@ -127,10 +132,11 @@ rule lm_setup:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(10),
     params:
         components=lambda wildcards: setup_config(wildcards)["components"],
+        code=code_of("lm_setup.py"),
     script:
         "../scripts/lm_setup.py"
 
@@ -160,12 +166,13 @@ rule figI1:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         setups=lambda wildcards: figure_setups("figI1"),
         scatter_examples=lambda wildcards: [
             SETUPS[s]["evaluation"]["scatter_example"] for s in figure_setups("figI1")
         ],
+        code=code_of("fig1.py"),
     script:
         "../scripts/fig1.py"

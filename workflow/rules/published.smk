@@ -22,10 +22,11 @@ rule convert_published_attributions:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=30,
+        mem_mb=per_attempt(16000),
+        runtime=per_attempt(30),
     params:
         published=published_config,
+        code=code_of("convert_published_attributions.py"),
     script:
         "../scripts/convert_published_attributions.py"
 
@@ -53,9 +54,10 @@ rule compare_published_attributions:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=30,
+        mem_mb=per_attempt(16000),
+        runtime=per_attempt(30),
     params:
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
+        code=code_of("compare_published_attributions.py"),
     script:
         "../scripts/compare_published_attributions.py"

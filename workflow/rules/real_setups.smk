@@ -15,10 +15,11 @@ rule check_imagenet_val:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=10,
+        mem_mb=per_attempt(500),
+        runtime=per_attempt(10),
     params:
         imagenet=config.get("imagenet_val"),
+        code=code_of("check_imagenet_val.py"),
     script:
         "../scripts/check_imagenet_val.py"
 
@@ -36,10 +37,11 @@ rule prepare_imagenet_val:
         "../../envs/coar.yaml"
     threads: 8
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=per_attempt(8000),
+        runtime=per_attempt(120),
     params:
         imagenet=config.get("imagenet_val"),
+        code=code_of("prepare_imagenet_val.py"),
     script:
         "../scripts/prepare_imagenet_val.py"
 
@@ -57,10 +59,11 @@ rule prepare_cifar10_test:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         split="test",
+        code=code_of("prepare_cifar10.py"),
     script:
         "../scripts/prepare_cifar10.py"
 
@@ -75,6 +78,7 @@ use rule prepare_cifar10_test as prepare_cifar10_train with:
         f"{RESULTS}/benchmarks/prepare_cifar10_train.tsv"
     params:
         split="train",
+        code=code_of("prepare_cifar10.py"),
 
 
 rule prepare_examples:
@@ -92,10 +96,11 @@ rule prepare_examples:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=per_attempt(16000),
+        runtime=per_attempt(60),
     params:
         splits=lambda wildcards: setup_config(wildcards)["source"]["splits"],
+        code=code_of("prepare_examples.py"),
     script:
         "../scripts/prepare_examples.py"
 
@@ -115,9 +120,10 @@ rule import_model:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(10),
     params:
         model=lambda wildcards: setup_config(wildcards)["source"]["model"],
+        code=code_of("import_model.py"),
     script:
         "../scripts/import_model.py"

@@ -16,14 +16,15 @@ rule sample_efficiency:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         study=config.get("sample_efficiency", {}),
         fit=lambda wildcards: setup_config(wildcards)["fit"],
         n_masks=lambda wildcards: setup_config(wildcards)["ablation"]["n_masks"],
         evaluation=lambda wildcards: setup_config(wildcards)["evaluation"],
         device=config["device"],
+        code=code_of("sample_efficiency.py"),
     script:
         "../scripts/sample_efficiency.py"
 
@@ -50,9 +51,10 @@ rule sample_efficiency_figure:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(10),
     params:
         setups=lambda wildcards: sample_efficiency_setups(),
+        code=code_of("sample_efficiency_figure.py"),
     script:
         "../scripts/sample_efficiency_figure.py"

@@ -12,10 +12,11 @@ rule train:
         "../../envs/coar.yaml"
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=per_attempt(2000),
+        runtime=per_attempt(30),
     params:
         model=lambda wildcards: setup_config(wildcards)["model"],
         train=lambda wildcards: setup_config(wildcards)["train"],
+        code=code_of("train.py"),
     script:
         "../scripts/train.py"

@@ -6,6 +6,7 @@ from coar.ablate import ablate_rows
 from coar.device import describe, resolve_device
 from coar.logs import log_to
 from coar.masks import shard_rows
+from coar.provenance import record_provenance
 from coar.setups import load_setup
 from coar.store import write_shard
 
@@ -43,3 +44,4 @@ masks, outputs = ablate_rows(
     compile=cfg["compile"],
 )
 write_shard(snakemake.output[0], rows, masks, outputs, run)
+record_provenance(snakemake)

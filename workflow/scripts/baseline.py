@@ -6,6 +6,7 @@ from coar.baselines import compute_baseline
 from coar.device import describe, resolve_device
 from coar.logs import log_to
 from coar.masking import MaskedModel, auto_max_batch, uses_bf16
+from coar.provenance import record_provenance
 from coar.setups import load_setup
 
 log = log_to(snakemake.log[0])
@@ -48,3 +49,4 @@ attributions = compute_baseline(
     meta={"setup": setup.name},
 )
 attributions.save(snakemake.output[0])
+record_provenance(snakemake)

@@ -5,6 +5,7 @@ import json
 from coar.atomic import atomic_path
 from coar.datasets import check_imagenet_val
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.imagenet
@@ -17,3 +18,4 @@ summary = check_imagenet_val(cfg["path"], cfg["n_classes"], cfg["images_per_clas
 log.info("ImageNet val OK: %s", summary)
 with atomic_path(snakemake.output[0]) as tmp:
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
+record_provenance(snakemake)

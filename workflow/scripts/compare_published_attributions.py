@@ -3,6 +3,7 @@
 from coar.atomic import atomic_path
 from coar.attributions import Attributions
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.published import compare_published, figure_published_comparison
 
 log = log_to(snakemake.log[0])
@@ -22,3 +23,4 @@ with atomic_path(snakemake.output.per_example) as tmp:
 figure_published_comparison(
     snakemake.wildcards.setup, summary, per_example, snakemake.output.figure
 )
+record_provenance(snakemake)

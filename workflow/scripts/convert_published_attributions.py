@@ -5,6 +5,7 @@ import numpy as np
 from coar.attributions import from_original_datamodels
 from coar.checkpoints import load_checkpoint
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.real_setups import components_of
 
 log = log_to(snakemake.log[0])
@@ -28,3 +29,4 @@ log.info(
     len(attributions.meta["nan_examples"]),
 )
 attributions.save(snakemake.output[0])
+record_provenance(snakemake)

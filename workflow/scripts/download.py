@@ -5,6 +5,7 @@ import json
 from coar.atomic import atomic_path
 from coar.download import download
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 entry = snakemake.params.entry
@@ -26,3 +27,4 @@ record = {
 }
 with atomic_path(snakemake.output.record) as tmp:
     tmp.write_text(json.dumps(record, indent=2) + "\n")
+record_provenance(snakemake)

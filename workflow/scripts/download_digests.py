@@ -6,6 +6,7 @@ import pandas as pd
 
 from coar.atomic import atomic_path
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 rows = []
@@ -25,3 +26,4 @@ if len(unpinned):
         len(unpinned),
         snippet,
     )
+record_provenance(snakemake)

@@ -9,6 +9,7 @@ from coar.device import resolve_device
 from coar.edit_experiments import fix_errors
 from coar.edit_io import SetupSplits, write_csv, write_json
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -54,3 +55,4 @@ write_json(summary, snakemake.output.summary)
 # One edit per error; coar.edit.apply_edit(model, spec, record["ablated"]) rebuilds each one.
 with atomic_path(snakemake.output.edits) as tmp:
     torch.save({"edits": [edit.record() for edit in edits], "summary": summary}, tmp)
+record_provenance(snakemake)

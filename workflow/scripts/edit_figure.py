@@ -7,6 +7,7 @@ import pandas as pd
 from coar.edit_io import write_csv
 from coar.edit_plots import FIGURES, figure_table
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 paths = list(snakemake.input)
@@ -18,3 +19,4 @@ tables = [
 FIGURES[snakemake.params.experiment](tables, snakemake.params.title, snakemake.output.figure)
 write_csv(figure_table(tables), snakemake.output.table)
 log.info("wrote %s and %s", snakemake.output.figure, snakemake.output.table)
+record_provenance(snakemake)

@@ -8,6 +8,7 @@ from coar.edit import apply_edit, save_edited_model
 from coar.edit_experiments import forget_class
 from coar.edit_io import SetupSplits, check_edited_accuracy, write_csv, write_json
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -43,3 +44,4 @@ write_json(result.summary, snakemake.output.summary)
 edited = apply_edit(data.model, data.spec, result.edit.ablated)
 check_edited_accuracy(edited, data.split("test"), result.summary["test_accuracy_after"])
 save_edited_model(edited, result.edit, snakemake.output.model, metrics=result.summary)
+record_provenance(snakemake)

@@ -6,6 +6,7 @@ from coar.atomic import atomic_path
 from coar.attributions import Attributions
 from coar.evaluate import check_fresh_masks, evaluate_methods, training_mask_keys
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.evaluation
@@ -26,3 +27,4 @@ with atomic_path(snakemake.output.summary) as tmp:
     summary.to_csv(tmp, index=False, float_format="%.6f")
 with atomic_path(snakemake.output.per_example) as tmp:
     per_example.to_csv(tmp, index=False, float_format="%.6f")
+record_provenance(snakemake)

@@ -8,6 +8,7 @@ from coar.atomic import atomic_path
 from coar.device import resolve_device
 from coar.evaluate import fresh_mask_rows, stream_mask_keys
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.setups import load_setup
 
 log = log_to(snakemake.log[0])
@@ -44,3 +45,4 @@ masks, outputs = ablate_rows(
 )
 with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:
     np.savez(f, alpha=alpha, masks=masks, outputs=outputs, rows=rows)
+record_provenance(snakemake)

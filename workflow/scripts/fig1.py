@@ -6,6 +6,7 @@ import pandas as pd
 from coar.attributions import Attributions
 from coar.logs import log_to
 from coar.plots import EvaluationPanel, figure_evaluating_coar
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 panels = []
@@ -33,3 +34,4 @@ for setup, summary_path, attr_path, outputs_path, example in zip(
     )
 figure_evaluating_coar(panels, snakemake.output[0])
 log.info("wrote %s", snakemake.output[0])
+record_provenance(snakemake)

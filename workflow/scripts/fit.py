@@ -5,6 +5,7 @@ import torch
 from coar.device import resolve_device
 from coar.fit import fit_from_beton
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.setups import load_setup
 
 log = log_to(snakemake.log[0])
@@ -26,3 +27,4 @@ attributions = fit_from_beton(
     device=resolve_device(snakemake.params.device),
 )
 attributions.save(snakemake.output[0])
+record_provenance(snakemake)

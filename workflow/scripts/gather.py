@@ -1,9 +1,11 @@
 """Gather complete ablation shards of one run into one FFCV beton."""
 
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.store import gather_to_beton
 
 log = log_to(snakemake.log[0])
 run = snakemake.params.run
 gather_to_beton(list(snakemake.input), run, snakemake.output[0])
 log.info("%d shards of run %s -> %s", len(snakemake.input), run, snakemake.output[0])
+record_provenance(snakemake)

@@ -2,6 +2,7 @@
 
 from coar.checkpoints import import_checkpoint, save_checkpoint
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.model
@@ -14,3 +15,4 @@ save_checkpoint(
     architecture={k: cfg[k] for k in ("architecture", "size", "num_classes")},
     normalization=cfg["normalization"],
 )
+record_provenance(snakemake)

@@ -4,6 +4,7 @@ import numpy as np
 
 from coar.atomic import atomic_path
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.stories import WordTokenizer, stories
 
 log = log_to(snakemake.log[0])
@@ -28,3 +29,4 @@ log.info("vocabulary: %d words; first story:\n%s", len(tokenizer), train[0])
 tokenizer.save(snakemake.output.tokenizer)
 with atomic_path(snakemake.output.corpus) as tmp, open(tmp, "wb") as f:
     np.savez(f, **arrays)
+record_provenance(snakemake)

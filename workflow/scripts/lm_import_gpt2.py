@@ -2,6 +2,7 @@
 
 from coar.lm import import_hf_gpt2, save_lm
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 model = import_hf_gpt2(snakemake.input.config, snakemake.input.weights)
@@ -13,3 +14,4 @@ log.info(
     sum(p.numel() for p in model.parameters()),
 )
 save_lm(model, snakemake.output.model, source=[snakemake.input.config, snakemake.input.weights])
+record_provenance(snakemake)

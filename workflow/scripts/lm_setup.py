@@ -7,6 +7,7 @@ from coar.atomic import atomic_path
 from coar.components import component_spec
 from coar.lm import load_lm, save_lm
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 components = snakemake.params.components
@@ -19,3 +20,4 @@ with np.load(snakemake.input.corpus) as data:
 log.info("%d evaluation stories of up to %d tokens", *arrays["input_ids"].shape)
 with atomic_path(snakemake.output.data) as tmp, open(tmp, "wb") as f:
     np.savez(f, **arrays)
+record_provenance(snakemake)

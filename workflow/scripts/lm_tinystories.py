@@ -5,6 +5,7 @@ import numpy as np
 from coar.atomic import atomic_path
 from coar.lm import read_tinystories, tokenize_gpt2
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.stories
@@ -19,3 +20,4 @@ lengths = encoded["attention_mask"].sum(1)
 log.info("%d tokens (%.1f per story, longest %d)", lengths.sum(), lengths.mean(), lengths.max())
 with atomic_path(snakemake.output.corpus) as tmp, open(tmp, "wb") as f:
     np.savez(f, **{f"eval_{key}": value for key, value in encoded.items()})
+record_provenance(snakemake)

@@ -8,6 +8,7 @@ import torch
 from coar.atomic import atomic_path
 from coar.lm import lm_metrics, save_lm, tiny_gpt2, train_lm
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.stories import WordTokenizer
 
 log = log_to(snakemake.log[0])
@@ -36,3 +37,4 @@ log.info("metrics: %s", metrics)
 save_lm(model, snakemake.output.model, metrics=metrics)
 with atomic_path(snakemake.output.metrics) as tmp:
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+record_provenance(snakemake)

@@ -5,6 +5,7 @@ import numpy as np
 from coar.atomic import atomic_path
 from coar.edit_data import prepare_digits
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 arrays = prepare_digits(snakemake.params.data)
@@ -13,3 +14,4 @@ with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:
 for key in arrays:
     if key.startswith("y_"):
         log.info("split %s: %d images", key[2:], len(arrays[key]))
+record_provenance(snakemake)

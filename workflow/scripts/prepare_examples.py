@@ -5,6 +5,7 @@ import numpy as np
 from coar.atomic import atomic_path
 from coar.datasets import read_image_beton, select_every, split_arrays
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 arrays = {}
@@ -33,3 +34,4 @@ for split, src in snakemake.params.splits.items():
     )
 with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:
     np.savez(f, **arrays)
+record_provenance(snakemake)

@@ -2,6 +2,7 @@
 
 from coar.datasets import imagenet_val_files, resize_center_crop, write_image_beton
 from coar.logs import log_to
+from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.imagenet
@@ -14,3 +15,4 @@ write_image_beton(
     num_workers=snakemake.threads,
 )
 log.info("wrote %s (resize %d, centre crop %d)", snakemake.output[0], cfg["resize"], cfg["crop"])
+record_provenance(snakemake)

@@ -5,6 +5,7 @@ import torch
 from coar.atomic import atomic_path
 from coar.device import resolve_device
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.sample_efficiency import m_grid, sample_efficiency
 
 log = log_to(snakemake.log[0])
@@ -24,3 +25,4 @@ table = sample_efficiency(
 with atomic_path(snakemake.output[0]) as tmp:
     table.to_csv(tmp, index=False)
 log.info("wrote %s", snakemake.output[0])
+record_provenance(snakemake)

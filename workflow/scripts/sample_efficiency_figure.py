@@ -4,6 +4,7 @@ import pandas as pd
 
 from coar.atomic import atomic_path
 from coar.logs import log_to
+from coar.provenance import record_provenance
 from coar.sample_efficiency import (
     ablations_needed,
     least_squares_equivalent_m,
@@ -24,3 +25,4 @@ for frame, path in ((numbers, snakemake.output.numbers), (summary, snakemake.out
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 log.info("ablations needed to reach least squares at full m:\n%s", summary.to_string())
+record_provenance(snakemake)

@@ -8,6 +8,7 @@ import torch
 from coar.atomic import atomic_path
 from coar.logs import log_to
 from coar.models import MiniResNet, save_model
+from coar.provenance import record_provenance
 from coar.training import accuracy, train_classifier
 
 log = log_to(snakemake.log[0])
@@ -46,3 +47,4 @@ log.info("train accuracy %.4f, test accuracy %.4f", metrics["train"], metrics["t
 save_model(model, snakemake.output.model, metrics=metrics)
 with atomic_path(snakemake.output.metrics) as tmp:
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+record_provenance(snakemake)

@@ -1,0 +1,103 @@
+"""profiles/slurm: `--profile slurm` resolves from the repository root, GPU rules (and
+only they) ask for a GPU, site settings come from COAR_SLURM_* variables."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yte
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+
+
+def profile(env: dict | None = None) -> dict:
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env or {})
+        with open(PROFILE) as f:
+            return yte.process_yaml(f, require_use_yte=True)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def gpu_rules() -> set[str]:
+    return {rule for rule, res in profile()["set-resources"].items() if res.get("gpu")}
+
+
+def workflow_rules() -> dict[str, str]:
+    """Rule name -> its text, from workflow/rules/*.smk; a rule made with `use rule A as B`
+    gets A's text followed by its own changes."""
+    rules, derived = {}, []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"(?m)^(?=rule |use rule )", smk.read_text()):
+            if m := re.match(r"rule (\w+):", block):
+                rules[m[1]] = block
+            elif m := re.match(r"use rule (\w+) as (\w+) with:", block):
+                derived.append((m[1], m[2], block))
+    for parent, name, block in derived:
+        rules[name] = rules[parent] + block
+    return rules
+
+
+def test_every_rule_that_takes_a_device_asks_for_a_gpu():
+    rules = workflow_rules()
+    takes_device = {name for name, text in rules.items() if re.search(r"\bdevice=", text)}
+    assert takes_device <= gpu_rules(), takes_device - gpu_rules()
+    assert gpu_rules() <= set(rules), gpu_rules() - set(rules)
+
+
+def test_site_settings_come_from_the_environment():
+    assert profile()["default-resources"] == {}
+    assert all(res == {"gpu": 1} for res in profile()["set-resources"].values())
+    site = profile(
+        {
+            "COAR_SLURM_ACCOUNT": "proj1",
+            "COAR_SLURM_PARTITION": "cpu",
+            "COAR_SLURM_GPU_PARTITION": "gpu",
+            "COAR_SLURM_GPU_MODEL": "a100",
+        }
+    )
+    assert site["default-resources"] == {"slurm_account": "proj1", "slurm_partition": "cpu"}
+    for res in site["set-resources"].values():
+        assert res == {"gpu": 1, "gpu_model": "a100", "slurm_partition": "gpu"}
+
+
+def test_named_profile_resolves_from_the_repository_root():
+    assert (REPO / "slurm").resolve() == PROFILE.parent
+
+
+def test_dry_run_through_the_profile_asks_for_gpus_only_for_gpu_rules(tmp_path):
+    """The shape of `snakemake --profile slurm -n <target>`, on the embedded default."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "slurm",
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config" / "mini.yaml"),
+            "-n",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COAR_SLURM_GPU_MODEL": "a100"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = re.findall(r"^rule (\w+):\n(.*?)^Shell command", result.stdout, re.M | re.S)
+    # The embedded default has no CLIP setup, so it plans no typographic edit.
+    assert {rule for rule, _ in jobs} >= gpu_rules() - {"edit_typographic"}
+    for rule, text in jobs:
+        resources = re.search(r"resources: (.*)", text)[1]
+        if rule in gpu_rules():
+            assert "gpu=1" in resources and "gpu_model=a100" in resources, (rule, resources)
+        else:
+            assert "gpu" not in resources, (rule, resources)
