@@ -58,6 +58,9 @@ CONFIG = {
     }
 }
 RUN_TIMEOUT = 900  # seconds, for one Snakemake invocation
+# Figure 1 of the embedded default: every stage from data to figure, GPU rules included,
+# without the edit and language-model branches (tested locally in test_workflow.py).
+TARGETS = [str(RESULTS / "figures" / "fig1.pdf")]
 SITE = {
     "COAR_SLURM_ACCOUNT": ACCOUNT,
     "COAR_SLURM_PARTITION": PARTITION,
@@ -116,6 +119,8 @@ class Run:
             str(MINI),
             str(workdir / "slurm.yaml"),
             *args,
+            "--",
+            *TARGETS,
         ]
         env = {**cluster.env, **SITE}
         with open(self.log, "w") as out:
