@@ -366,21 +366,19 @@ def test_library_change_reruns_the_rules_that_use_it(mini_run, workflow_copy):
     assert dry_run_with(workdir, snakefile, small) == {}  # an identical copy: nothing to do
     with open(workflow_copy / "src" / "coar" / "plots.py", "a") as f:
         f.write("\n# changed\n")
-    assert dry_run_with(workdir, snakefile, small) == {"fig1": 1, "provenance": 1, "all": 1}
-    with open(workflow_copy / "src" / "coar" / "masks.py", "a") as f:
-        f.write("\n# changed\n")
+    # Figures 1 and I1 draw with coar.plots; the edit figures do not.
     assert dry_run_with(workdir, snakefile, small) == {
-        "ablate": 2,
-        "evaluation_outputs": 2,
-        "gather": 1,
-        "fit": 1,
-        "evaluate": 1,
         "fig1": 1,
-        "sample_efficiency": 1,
-        "sample_efficiency_figure": 1,
-        "provenance": 3,  # fig1, fig3 and the sample-efficiency figure
+        "figI1": 1,
+        "provenance": 2,
         "all": 1,
     }
+    with open(workflow_copy / "src" / "coar" / "masks.py", "a") as f:
+        f.write("\n# changed\n")
+    # Mask sampling reaches most steps through the setup and edit modules; at least the
+    # whole attribution chain of Figure 1 reruns.
+    planned = dry_run_with(workdir, snakefile, small)
+    assert {"ablate", "evaluation_outputs", "gather", "fit", "evaluate", "fig1"} <= set(planned)
 
 
 @pytest.mark.workflow
@@ -389,9 +387,10 @@ def test_script_change_reruns_its_rule_and_dependents(mini_run, workflow_copy):
     script = workflow_copy / "workflow" / "scripts" / "evaluate.py"
     os.utime(script)  # Snakemake watches a script's modification time
     assert dry_run_with(workdir, workflow_copy / "Snakefile", small) == {
-        "evaluate": 1,
+        "evaluate": 3,  # mini_digits and the two tiny GPT-2 setups
         "fig1": 1,
-        "provenance": 1,
+        "figI1": 1,
+        "provenance": 2,
         "all": 1,
     }
 
