@@ -63,3 +63,15 @@ def check_edited_accuracy(edited: torch.nn.Module, split: Split, expected: float
             "the masked evaluation and the zeroed weights disagree"
         )
     return measured
+
+
+def save_experiment(result, data: SetupSplits, outputs, accuracy_key: str) -> None:
+    """Write an experiment's sweep and summary, apply its edit permanently, check that the
+    zeroed-weights model reproduces the sweep's test accuracy, and save it with its record."""
+    from coar.edit import apply_edit, save_edited_model
+
+    write_csv(result.sweep, outputs.sweep)
+    write_json(result.summary, outputs.summary)
+    edited = apply_edit(data.model, data.spec, result.edit.ablated)
+    check_edited_accuracy(edited, data.split("test"), result.summary[accuracy_key])
+    save_edited_model(edited, result.edit, outputs.model, metrics=result.summary)

@@ -4,9 +4,8 @@ import torch
 
 from coar.attributions import Attributions
 from coar.device import resolve_device
-from coar.edit import apply_edit, save_edited_model
 from coar.edit_experiments import forget_class
-from coar.edit_io import SetupSplits, check_edited_accuracy, write_csv, write_json
+from coar.edit_io import SetupSplits, save_experiment
 from coar.logs import log_to
 from coar.provenance import record_provenance
 
@@ -39,9 +38,5 @@ result = forget_class(
     max_target_accuracy=cfg["max_target_accuracy"],
 )
 log.info("chosen k = %d (%s)\n%s", result.edit.k, result.edit.criterion, result.summary)
-write_csv(result.sweep, snakemake.output.sweep)
-write_json(result.summary, snakemake.output.summary)
-edited = apply_edit(data.model, data.spec, result.edit.ablated)
-check_edited_accuracy(edited, data.split("test"), result.summary["test_accuracy_after"])
-save_edited_model(edited, result.edit, snakemake.output.model, metrics=result.summary)
+save_experiment(result, data, snakemake.output, accuracy_key="test_accuracy_after")
 record_provenance(snakemake)
