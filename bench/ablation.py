@@ -1,15 +1,16 @@
 """Throughput of ablated-model evaluation: plain inference, our engine, the original's procedure.
 
     python bench/ablation.py --setup SETUP [--device cpu|cuda] [--compile]
-                             [--examples N] [--masks K] [--original-masks K]
+                             [--precision auto|fp32|bf16] [--examples N] [--masks K]
+                             [--original-masks K]
 
 SETUP: mini_digits, cifar_miniresnet (A), imagenet_resnet50 (B), imagenet_vit (C), gpt2.
 
 Measures in one run, on the same model (random weights) and the same random inputs:
 
 (a) plain inference of the unablated model at its best settings (evaluation set on
-    the device, channels-last for convnets, bf16 autocast on CUDA, optional
-    torch.compile, large batches);
+    the device, channels-last for convnets, bf16 autocast on CUDA (``--precision``:
+    also on the CPU), optional torch.compile, large batches);
 (b) our ablated evaluation: ``coar.ablate``'s path, (masks x examples) per forward
     pass, every sample masked by its own keep-mask, same settings as (a);
 (c) the original code's procedure re-enacted: per mask, deep-copy the model on the
@@ -37,6 +38,7 @@ from coar.architectures import architecture, build, random_inputs
 from coar.components import component_spec, zero_components
 from coar.device import describe, resolve_device
 from coar.masking import (
+    PRECISIONS,
     MaskedModel,
     ablated_outputs,
     auto_max_batch,
@@ -44,6 +46,7 @@ from coar.masking import (
     repeat_batch,
     take,
     to_channels_last,
+    uses_bf16,
 )
 from coar.masks import sample_masks
 from coar.outputs import margin
@@ -163,6 +166,12 @@ def main() -> None:
         help="ablated models per forward pass, or auto (default: as the setup's ablate stage)",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile (a) and (b)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="(a) and (b): auto = bf16 autocast on CUDA, fp32 on the CPU (as ablation.precision)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds (best is kept)")
     args = parser.parse_args()
@@ -170,6 +179,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
+    bf16 = uses_bf16(device, args.precision)
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -203,7 +213,7 @@ def main() -> None:
     with masked:
         masks_per_batch = args.masks_per_batch or cfg.masks_per_batch
         if masks_per_batch == "auto":
-            max_batch = auto_max_batch(masked, inputs, labels, output_fn, cuda)
+            max_batch = auto_max_batch(masked, inputs, labels, output_fn, bf16)
         else:
             max_batch = int(masks_per_batch) * n_examples
         # (a) runs the same (mask, example) batches as (b), without masks: the examples
@@ -214,7 +224,7 @@ def main() -> None:
 
         @torch.no_grad()
         def plain():
-            with autocast_context(device, cuda):
+            with autocast_context(device, bf16):
                 for _ in range(plain_passes):
                     for e0 in range(0, n_examples, plain_batch):
                         x = repeat_batch(take(inputs, slice(e0, e0 + plain_batch)), repeats)
@@ -223,14 +233,14 @@ def main() -> None:
 
         def ablated():
             ablated_outputs(
-                masked, inputs, labels, masks[:n_masks].to(device), output_fn, max_batch, cuda
+                masked, inputs, labels, masks[:n_masks].to(device), output_fn, max_batch, bf16
             )
 
         print(
             f"setup {args.setup}: {len(spec):,} {arch.kind} components, {n_examples:,} "
             f"examples{f' x {cfg.seq_len} tokens' if language else ''}, device "
             f"{describe(device)}, {args.threads} CPU threads, compile {args.compile}, "
-            f"{'bf16' if cuda else 'fp32'}, {max_batch:,} (mask, example) pairs per pass"
+            f"{'bf16' if bf16 else 'fp32'}, {max_batch:,} (mask, example) pairs per pass"
         )
 
         @torch.no_grad()

@@ -36,6 +36,7 @@ table, edits = fix_errors(
     data.split("test"),
     k_max=cfg["k_max"],
     max_val_drop=cfg["max_val_drop"],
+    max_tries=cfg.get("max_tries", 5),
 )
 fixed = table[table.fixed]
 summary = {
