@@ -355,8 +355,8 @@ def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
         "download_cifar_10_python_tar_gz",
         "download_resnet50_0676ba61_pth",
         "download_vit_b_16_c867db91_pth",
-        "check_imagenet_val",
-        "prepare_imagenet_val",
+        "check_imagenet",  # ImageNet val (B, C)
+        "prepare_imagenet",
         "prepare_cifar10_test",
         "fig1",
     ):

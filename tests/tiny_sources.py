@@ -145,6 +145,31 @@ def write_imagenet_val(root: Path, n_classes: int = 4, per_class: int = 3, seed:
             Image.fromarray(pixels).save(folder / f"ILSVRC2012_val_{c * per_class + k:08d}.JPEG")
 
 
+TRAIN_FILE_NUMBERS = [9, 10, 100, 2, 1234, 37, 5]
+
+
+def write_imagenet_train(
+    root: Path, n_classes: int = 4, per_class: int = 5, seed: int = 1
+) -> dict[str, list[str]]:
+    """A class-folder ImageNet train layout (nXXXXXXXX/nXXXXXXXX_<number>.JPEG) of small
+    random JPEGs, written out of sorted order: class folder -> file names, sorted."""
+    if per_class > len(TRAIN_FILE_NUMBERS):
+        raise ValueError(f"at most {len(TRAIN_FILE_NUMBERS)} images per class")
+    rng = np.random.default_rng(seed)
+    names = {}
+    for c in range(n_classes):
+        wnid = f"n{1440764 + c:08d}"
+        folder = root / wnid
+        folder.mkdir(parents=True)
+        # written in random order; sorted by name, _10 comes before _2 and _9
+        numbers = rng.permutation(TRAIN_FILE_NUMBERS[:per_class])
+        for number in numbers:
+            pixels = rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{wnid}_{number}.JPEG")
+        names[wnid] = sorted(f"{wnid}_{number}.JPEG" for number in numbers)
+    return names
+
+
 def write_torchvision_weights(path: Path, architecture: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = randomize_batchnorm(build_architecture(architecture, "tiny", 1000), seed).eval()

@@ -109,7 +109,10 @@ PREPARED_BETONS = {
     "cifar10_test": f"{RESULTS}/data/cifar10_test.beton",
     "cifar10_train": f"{RESULTS}/data/cifar10_train.beton",
     "imagenet_val": f"{RESULTS}/data/imagenet_val.beton",
+    "imagenet_train": f"{RESULTS}/data/imagenet_train.beton",
 }
+# The user's ImageNet folders (rules check_imagenet, prepare_imagenet).
+IMAGENET_PATTERN = "imagenet_val|imagenet_train"
 
 
 def download_path(name):
