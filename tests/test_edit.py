@@ -129,6 +129,28 @@ def test_example_selections_are_seeded_and_paired():
         selected_ids(setup, {"split": "train", "select": "per_class", "n": 11})
 
 
+def test_misclassified_selection_draws_n_of_the_errors_seeded():
+    # The "model" passes one-hot predictions through: examples 3k + 1 are wrong (16 of 48).
+    labels = np.arange(48) % 4
+    predictions = labels.copy()
+    wrong = np.arange(1, 48, 3)
+    predictions[wrong] = (labels[wrong] + 1) % 4
+    setup = _setup(labels)
+    setup.inputs = torch.nn.functional.one_hot(torch.as_tensor(predictions), 4).float()
+    errors = {"split": "edit_test", "select": "misclassified"}
+    assert selected_ids(setup, errors).tolist() == wrong.tolist()
+    some = selected_ids(setup, {**errors, "n": 5, "seed": 1})
+    assert len(some) == 5 and set(some) <= set(wrong) and (np.diff(some) > 0).all()
+    assert selected_ids(setup, {**errors, "n": 5, "seed": 1}).tolist() == some.tolist()
+    others = [selected_ids(setup, {**errors, "n": 5, "seed": s}).tolist() for s in range(2, 6)]
+    assert any(o != some.tolist() for o in others)
+    assert selected_ids(setup, {**errors, "n": 16}).tolist() == wrong.tolist()
+    assert selected_ids(setup, {**errors, "n": 100}).tolist() == wrong.tolist()
+    setup.inputs = torch.nn.functional.one_hot(torch.as_tensor(labels), 4).float()
+    with pytest.raises(ValueError, match="makes no errors"):
+        selected_ids(setup, errors)
+
+
 def test_digits_validation_split_leaves_test_alone():
     plain, with_val = digits_split(0.2, 0), digits_split(0.2, 0, val_fraction=0.1)
     np.testing.assert_array_equal(plain["y_test"], with_val["y_test"])
