@@ -19,6 +19,7 @@ from test_workflow import snakemake as run_snakemake
 from tiny_sources import (
     write_cifar10_tarball,
     write_finetuned_resnet50,
+    write_imagenet_train,
     write_imagenet_val,
     write_original_datamodels,
     write_original_image_beton,
@@ -27,6 +28,7 @@ from tiny_sources import (
 )
 
 from coar.attributions import Attributions
+from coar.datasets import resize_center_crop
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 SMOKE_SETUPS = ["cifar_miniresnet", "imagenet_resnet50", "imagenet_vit"]
@@ -37,8 +39,9 @@ EDIT_TARGETS = [
     "results/data/backdoored_cifar.npz",
     "results/attributions/backdoored_cifar/published_triggered.pt",
 ]
-# Fig. 3 (forgetting a class, setup A): CIFAR-10 train, example sets, edits, figure.
-EDIT_FIGURES = ["results/figures/fig3.pdf"]
+# Fig. 3 (forgetting a class, setup A): CIFAR-10 train, example sets, edits, figure; Fig. 2
+# (fixing errors, setup B): ImageNet train.
+EDIT_FIGURES = ["results/figures/fig3.pdf", "results/figures/fig2.pdf"]
 TARGETS = (
     ["results/figures/fig1.pdf", *EDIT_FIGURES]
     + [
@@ -65,7 +68,8 @@ def make_files(directory):
     write_original_miniresnet(directory / "model_cifar_miniresnet.pt")
     # Test labels 6 2 1 2 0 9 | 2 9 2 5 7 4: class 2 in both halves (fig3's val and test).
     write_cifar10_tarball(directory / "cifar-10-python.tar.gz", n=12, n_train=40)
-    write_torchvision_weights(directory / "resnet50-0676ba61.pth", "imagenet_resnet50")
+    # Classes 0-3 only can win (the tiny ImageNet's): setup B makes errors Fig. 2 can fix.
+    write_torchvision_weights(directory / "resnet50-0676ba61.pth", "imagenet_resnet50", winners=4)
     # The authors' datamodels.pt (standardised units, fp16), one NaN as in their B file.
     write_original_datamodels(directory / "attr_cifar.pt", p=5 * 8, n=12, nan=False)
     write_original_datamodels(directory / "attr_imagenet_resnet50.pt", p=424, n=12, nan=True)
@@ -125,6 +129,13 @@ def smoke_overlay(url: str, files: dict, imagenet_root) -> dict:
             },
         }
     }
+    # Fig. 2 on setup B: 2 of the errors on the odd val positions (edit_test), 4 training
+    # images as references; edits of at most 20 filters, validation accuracy down <= 0.2.
+    shrink["imagenet_resnet50"]["examples"] = {
+        "test_errors": {"n": 2, "n_masks": 40, "n_shards": 1},
+        "train_reference": {"n": 4, "n_masks": 40, "n_shards": 1},
+    }
+    shrink["imagenet_resnet50"]["edits"] = {"errors": {"k_max": 20, "max_val_drop": 0.2}}
     return {
         "downloads": {
             name: {"url": f"{url}/{name}", **digests(body)} for name, body in files.items()
@@ -133,6 +144,13 @@ def smoke_overlay(url: str, files: dict, imagenet_root) -> dict:
             "path": str(imagenet_root),
             "n_classes": 4,
             "images_per_class": 3,
+            "resize": 36,
+            "crop": 32,
+        },
+        "imagenet_train": {
+            "path": str(imagenet_root.parent / "train"),
+            "n_classes": 4,
+            "per_class": 3,
             "resize": 36,
             "crop": 32,
         },
@@ -155,6 +173,7 @@ def smoke_run(tmp_path_factory):
     served.mkdir()
     files = make_files(served)
     write_imagenet_val(workdir / "imagenet" / "val", n_classes=4, per_class=3)
+    write_imagenet_train(workdir / "imagenet" / "train", n_classes=4, per_class=5)
     server = FileServer()
     server.files = {f"/{name}": body for name, body in files.items()}
     with server.running():
@@ -267,6 +286,68 @@ def test_forgetting_a_class_on_setup_a(smoke_run):
 
 
 @pytest.mark.workflow
+def test_fixing_individual_errors_on_setup_b(smoke_run):
+    """Fig. 2 on the paper's rules: the first training images of each class, the val
+    halves, 2 of the model's errors on the test half fixed one by one, the figure."""
+    import torch
+
+    from coar.edit import apply_edit
+    from coar.real_setups import load_image_setup
+
+    workdir, _, _ = smoke_run
+    results = workdir / "results"
+    check = yaml.safe_load((results / "data" / "imagenet_train.check.json").read_text())
+    assert check["classes"] == 4 and check["images"] == 12
+    train_root = workdir / "imagenet" / "train"
+    with np.load(results / "data" / "imagenet_resnet50.npz") as data:
+        # the first 3 file names (sorted) of each class, as the val images: Resize + crop
+        first = [f for d in sorted(train_root.iterdir()) for f in sorted(d.iterdir())[:3]]
+        expected = np.stack([resize_center_crop(f, 36, 32).transpose(2, 0, 1) for f in first])
+        assert (data["x_train"] == expected).all()
+        assert data["y_train"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+        assert data["ids_edit_val"].tolist() == [0, 2, 4, 6, 8, 10]
+        assert data["ids_edit_test"].tolist() == [1, 3, 5, 7, 9, 11]
+        assert (data["x_edit_test"] == data["x_test"][1::2]).all()
+        y_edit_test = data["y_edit_test"]
+    attributions = results / "attributions" / "imagenet_resnet50"
+    errors = Attributions.load(attributions / "test_errors" / "coar.pt")
+    assert errors.meta["examples"]["split"] == "edit_test" and errors.weight.shape == (424, 2)
+    reference = Attributions.load(attributions / "train_reference" / "coar.pt")
+    assert reference.meta["examples"]["split"] == "train" and reference.weight.shape == (424, 4)
+    out = results / "edits" / "imagenet_resnet50" / "errors"
+    table = pd.read_csv(out / "per_example.csv")
+    summary = yaml.safe_load((out / "summary.json").read_text())
+    assert table.example.tolist() == list(errors.example_ids)
+    assert (table.label == y_edit_test[table.example]).all()
+    assert (table.prediction_before != table.label).all()  # errors of the unedited model
+    assert summary["n_errors"] == 2 and summary["n_components"] == 424
+    fixed = table[table.fixed]
+    assert summary["n_fixed"] == len(fixed) >= 1
+    assert fixed.k.between(1, 20).all() and (fixed.val_change >= -0.2).all()
+    # Each saved edit, applied to the model's weights, fixes its example.
+    cpu = torch.device("cpu")
+    setup = load_image_setup(
+        "b",
+        results / "models" / "imagenet_resnet50.pt",
+        results / "data" / "imagenet_resnet50.npz",
+        cpu,
+        split="edit_test",
+    )
+    records = torch.load(out / "edits.pt", weights_only=True)["edits"]
+    assert [r["example"] for r in records] == fixed.example.tolist()
+    weights = {k: v.clone() for k, v in setup.model.state_dict().items()}
+    for record, row in zip(records, fixed.itertuples(), strict=True):
+        assert record["k"] == row.k
+        setup.model.load_state_dict(weights)
+        edited = apply_edit(setup.model, setup.spec, record["ablated"])
+        with torch.no_grad():
+            prediction = edited(setup.inputs[row.example : row.example + 1]).argmax(1).item()
+        assert prediction == row.label != row.prediction_before
+    assert (results / "figures" / "fig2.pdf").read_bytes()[:4] == b"%PDF"
+    assert len(pd.read_csv(results / "figures" / "fig2.csv")) == len(table)
+
+
+@pytest.mark.workflow
 def test_smoke_rerun_does_nothing(smoke_run):
     workdir, overlay, _ = smoke_run
     result = snakemake(
@@ -321,6 +402,21 @@ def test_paper_config_plans_fig3_from_download_to_figure(tmp_path):
                 "figure_subpopulation": 1,
             },
         ),
+        (  # setup B: ImageNet val (errors, validation) and train (references, accuracy change)
+            "fig2",
+            {
+                "download_resnet50_0676ba61_pth": 1,
+                "check_imagenet": 2,
+                "prepare_imagenet": 2,
+                "import_model": 1,
+                "prepare_examples": 1,
+                "ablate_examples": 20,  # errors and references, 100,000 masks in 10 shards
+                "gather_examples": 2,
+                "fit_examples": 2,
+                "edit_errors": 1,
+                "figure_errors": 1,
+            },
+        ),
         (  # the backdoored MiniResNet on clean and triggered CIFAR-10 test images
             "fig7",
             {
@@ -355,12 +451,12 @@ def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
         "download_cifar_10_python_tar_gz",
         "download_resnet50_0676ba61_pth",
         "download_vit_b_16_c867db91_pth",
-        "check_imagenet",  # ImageNet val (B, C)
-        "prepare_imagenet",
         "prepare_cifar10_test",
         "fig1",
     ):
         assert jobs.get(rule) == 1, (rule, jobs)
+    # ImageNet val (B, C) and train (Fig. 2)
+    assert jobs["check_imagenet"] == jobs["prepare_imagenet"] == 2
     # A, B, C and the editing figures' models (Waterbirds, CelebA, backdoored CIFAR)
     assert jobs["import_model"] == jobs["prepare_examples"] == 6
     # + GPT-2's two setups (figI1): gpt2_rows (100 shards) and gpt2_heads (10 shards)
@@ -369,13 +465,14 @@ def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
     assert jobs["evaluation_outputs"] == 9 + 6
     assert jobs["convert_published_attributions"] == jobs["compare_published_attributions"] == 3
     # Fig. 3 (setup A): CIFAR-10 train, the example set's 10 shards, one edit per class;
-    # Fig. 4: two models, one example set each; Fig. 7: two paired example sets.
+    # Fig. 4: two models, one example set each; Figs. 7 and 2: two example sets each.
     assert jobs["prepare_cifar10_train"] == jobs["figure_forget"] == 1
     assert jobs["edit_forget"] == 10
-    assert jobs["ablate_examples"] == 10 + 2 * 10 + 2 * 10
-    assert jobs["fit_examples"] == 1 + 2 + 2
+    assert jobs["ablate_examples"] == 10 + 2 * 10 + 2 * 10 + 2 * 10
+    assert jobs["fit_examples"] == 1 + 2 + 2 + 2
     assert jobs["edit_subpopulation"] == 2
     assert jobs["edit_backdoor"] == jobs["figure_subpopulation"] == jobs["figure_backdoor"] == 1
+    assert jobs["edit_errors"] == jobs["figure_errors"] == 1
 
 
 def test_missing_imagenet_val_is_named_precisely(tmp_path):

@@ -170,13 +170,32 @@ def write_imagenet_train(
     return names
 
 
-def write_torchvision_weights(path: Path, architecture: str, seed: int = 0) -> nn.Module:
+def write_torchvision_weights(
+    path: Path, architecture: str, seed: int = 0, winners: int | None = None
+) -> nn.Module:
+    """Random weights of a tiny torchvision model (1,000 classes); with ``winners``, only
+    the first ``winners`` classes can be predicted (the others' logits are 100 lower), and
+    their head rows are orthogonal to the mean features of random images (else one class
+    wins on every image): a tiny ImageNet of that many classes gets right and wrong
+    predictions, and a few ablated components can change them."""
     torch.manual_seed(seed)
     model = randomize_batchnorm(build_architecture(architecture, "tiny", 1000), seed).eval()
     if hasattr(model, "heads"):
         # torchvision initialises the ViT's classification head to zero: every margin would
         # be 0 whatever is ablated. Trained weights are not zero; random ones will do.
         nn.init.normal_(model.heads.head.weight, std=0.5)
+    if winners is not None:
+        head = model.heads.head if hasattr(model, "heads") else model.fc
+        features = []
+        hook = head.register_forward_hook(lambda module, inputs, output: features.append(inputs[0]))
+        with torch.no_grad():
+            model(torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+            hook.remove()
+            mean = features[0].mean(0)
+            w = head.weight[:winners]
+            w -= (w @ mean)[:, None] * mean[None] / mean.dot(mean)
+            head.bias[:winners] = 0.0
+            head.bias[winners:] -= 100.0
     torch.save(model.state_dict(), path)
     return model
 
