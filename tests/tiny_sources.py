@@ -170,6 +170,36 @@ def write_imagenet_train(
     return names
 
 
+def write_openai_clip(path: Path, seed: int = 0) -> nn.Module:
+    """A tiny CLIP state dict in OpenAI's key layout (load_clip's fallback from TorchScript):
+    one 64-wide block per tower (open_clip infers one head per 64 channels), 8x8 patches of
+    48x48 images (CIFAR-10's 32x32 get upscaled, as for the real 224x224), OpenAI's
+    49,408-token vocabulary, float16 as OpenAI stores its weights. The image projection
+    ignores the mean of the image tower's output on random images (a random tower's output
+    hardly depends on the image: every image would get the same class). Returns the
+    float32 model that the file loads as."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    torch.manual_seed(seed)
+    model = CLIP(
+        embed_dim=32,
+        vision_cfg=CLIPVisionCfg(layers=1, width=64, patch_size=8, image_size=48),
+        text_cfg=CLIPTextCfg(context_length=16, vocab_size=49408, width=64, heads=1, layers=1),
+        quick_gelu=True,
+    ).eval()
+    visual = model.visual
+    with torch.no_grad():
+        proj = visual.proj.clone()
+        visual.proj = nn.Parameter(torch.eye(proj.shape[0]))  # the tower's own output
+        noise = torch.randn(32, 3, 48, 48, generator=torch.Generator().manual_seed(seed))
+        mean = model.encode_image(noise).mean(0)
+        visual.proj = nn.Parameter(proj - mean[:, None] * (mean @ proj)[None] / mean.dot(mean))
+        for parameter in model.parameters():
+            parameter.copy_(parameter.half().float())
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
+    return model
+
+
 def write_torchvision_weights(
     path: Path, architecture: str, seed: int = 0, winners: int | None = None
 ) -> nn.Module:
