@@ -171,10 +171,6 @@ def imagenet_files(path, per_class: int | None = None) -> tuple[list[Path], np.n
     return files, np.asarray(labels, dtype=np.int64)
 
 
-def imagenet_val_files(path) -> tuple[list[Path], np.ndarray]:
-    return imagenet_files(path)
-
-
 def check_imagenet_set(name: str, cfg: dict | None) -> dict:
     """Check the ImageNet set of config key ``name``: ``imagenet_val`` needs exactly
     ``images_per_class`` images per class, ``imagenet_train`` at least ``per_class``."""
