@@ -1,6 +1,7 @@
 """Coar-Edit library: scores, ordering, sweeps, permanent edits, example sets, data variants."""
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -22,7 +23,12 @@ from coar.edit import (
     welch_t,
 )
 from coar.edit_data import backdoor_digits, spurious_digits
-from coar.edit_examples import selected_ids
+from coar.edit_examples import (
+    select_examples,
+    selected_ids,
+    selection_record,
+    with_selected_ids,
+)
 from coar.edit_experiments import Split, forget_class
 from coar.models import load_model
 from coar.outputs import margin
@@ -149,6 +155,29 @@ def test_misclassified_selection_draws_n_of_the_errors_seeded():
     setup.inputs = torch.nn.functional.one_hot(torch.as_tensor(labels), 4).float()
     with pytest.raises(ValueError, match="makes no errors"):
         selected_ids(setup, errors)
+
+
+def test_a_selection_made_once_is_read_back_as_it_was(tmp_path):
+    """select_examples records a selection that depends on the model; shards and fit take
+    the recorded positions, whatever the model predicts where they run."""
+    labels = np.arange(12) % 3
+    setup = _setup(labels)
+    setup.inputs = torch.nn.functional.one_hot(torch.as_tensor((labels + 1) % 3), 3).float()
+    errors = {"split": "edit_test", "select": "misclassified", "n": 4, "seed": 2}
+    record = selection_record(setup, errors)
+    assert record["n_split"] == 12 and len(record["ids"]) == 4
+    (tmp_path / "s.json").write_text(json.dumps(record))
+    recorded = with_selected_ids(errors, tmp_path / "s.json")
+    assert recorded == {**errors, "ids": record["ids"]}
+    setup.inputs = torch.nn.functional.one_hot(torch.as_tensor(labels), 3).float()  # no errors
+    assert select_examples(setup, recorded).example_ids.tolist() == record["ids"]
+    assert with_selected_ids(errors, None) is errors and with_selected_ids(None, "x") is None
+    with pytest.raises(ValueError, match="records the selection"):
+        with_selected_ids({**errors, "seed": 3}, tmp_path / "s.json")
+    with pytest.raises(ValueError, match="outside the split"):
+        selected_ids(setup, {**errors, "ids": [3, 12]})
+    with pytest.raises(ValueError, match="ascending"):
+        selected_ids(setup, {**errors, "ids": [5, 3]})
 
 
 def test_digits_validation_split_leaves_test_alone():

@@ -8,6 +8,7 @@ checkpoint is stood in for by a tiny state dict in its layout (`load_clip` reads
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -330,6 +331,11 @@ def test_fixing_individual_errors_on_setup_b(smoke_run):
     attributions = results / "attributions" / "imagenet_resnet50"
     errors = Attributions.load(attributions / "test_errors" / "coar.pt")
     assert errors.meta["examples"]["split"] == "edit_test" and errors.weight.shape == (424, 2)
+    # selected once (select_examples), as the shards and the fit used them
+    selection = json.loads(
+        (results / "examples" / "imagenet_resnet50" / "test_errors.json").read_text()
+    )
+    assert selection["ids"] == list(errors.example_ids) and selection["n_split"] == 6
     reference = Attributions.load(attributions / "train_reference" / "coar.pt")
     assert reference.meta["examples"]["split"] == "train" and reference.weight.shape == (424, 4)
     out = results / "edits" / "imagenet_resnet50" / "errors"
@@ -506,6 +512,7 @@ def test_paper_config_plans_fig3_from_download_to_figure(tmp_path):
                 "prepare_imagenet": 2,
                 "import_model": 1,
                 "prepare_examples": 1,
+                "select_examples": 1,  # the errors: selected once, for shards and fit
                 "ablate_examples": 20,  # errors and references, 100,000 masks in 10 shards
                 "gather_examples": 2,
                 "fit_examples": 2,
@@ -583,7 +590,7 @@ def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
     assert jobs["fit_examples"] == 1 + 2 + 2 + 2 + 2
     assert jobs["edit_subpopulation"] == 2
     assert jobs["edit_backdoor"] == jobs["figure_subpopulation"] == jobs["figure_backdoor"] == 1
-    assert jobs["edit_errors"] == jobs["figure_errors"] == 1
+    assert jobs["edit_errors"] == jobs["figure_errors"] == jobs["select_examples"] == 1
     assert jobs["edit_typographic"] == jobs["figure_typographic"] == 1
 
 
