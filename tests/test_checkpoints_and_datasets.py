@@ -4,6 +4,7 @@ import pytest
 import torch
 from tiny_sources import (
     write_cifar10_tarball,
+    write_imagenet_train,
     write_imagenet_val,
     write_original_miniresnet,
     write_torchvision_weights,
@@ -20,7 +21,9 @@ from coar.checkpoints import (
 from coar.components import conv_filters
 from coar.datasets import (
     DatasetError,
+    check_imagenet_set,
     check_imagenet_val,
+    imagenet_set_files,
     read_cifar10,
     read_image_beton,
     write_image_beton,
@@ -129,6 +132,32 @@ def test_imagenet_val_check_names_what_is_missing(tmp_path):
     assert "3 class folders, expected 4" in message and "n01440765 (1)" in message
     with pytest.raises(DatasetError, match="does not exist"):
         check_imagenet_val(tmp_path / "nowhere")
+
+
+def test_imagenet_train_keeps_the_first_files_of_each_class(tmp_path):
+    root = tmp_path / "train"
+    names = write_imagenet_train(root, n_classes=3, per_class=4)
+    cfg = {"path": str(root), "n_classes": 3, "per_class": 3, "resize": 36, "crop": 32}
+    assert check_imagenet_set("imagenet_train", cfg) == {
+        "path": str(root.resolve()),
+        "classes": 3,
+        "images": 9,
+    }
+    files, labels = imagenet_set_files("imagenet_train", cfg)
+    assert [f.name for f in files] == [n for wnid in sorted(names) for n in names[wnid][:3]]
+    assert files[0].name == "n01440764_10.JPEG"  # sorted by name, not by number
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    with pytest.raises(DatasetError) as err:
+        check_imagenet_set("imagenet_train", {**cfg, "per_class": 5})
+    message = str(err.value)
+    assert "3 class folders without at least 5 images: n01440764 (4)" in message
+    assert "imagenet_train.path" in message and "ILSVRC2012 training set" in message
+    with pytest.raises(DatasetError, match="config key imagenet_train is not set"):
+        check_imagenet_set("imagenet_train", None)
+    # val needs exactly images_per_class: the same folders fail as val
+    val = {"path": str(root), "n_classes": 3, "images_per_class": 3}
+    with pytest.raises(DatasetError, match="without exactly 3 images"):
+        check_imagenet_set("imagenet_val", val)
 
 
 def test_clip_loads_from_a_state_dict_in_openai_layout(tmp_path):

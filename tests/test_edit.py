@@ -1,6 +1,7 @@
 """Coar-Edit library: scores, ordering, sweeps, permanent edits, example sets, data variants."""
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -22,7 +23,12 @@ from coar.edit import (
     welch_t,
 )
 from coar.edit_data import backdoor_digits, spurious_digits
-from coar.edit_examples import selected_ids
+from coar.edit_examples import (
+    select_examples,
+    selected_ids,
+    selection_record,
+    with_selected_ids,
+)
 from coar.edit_experiments import Split, forget_class
 from coar.models import load_model
 from coar.outputs import margin
@@ -127,6 +133,51 @@ def test_example_selections_are_seeded_and_paired():
     assert selected_ids(_setup(labels), {**clean, "split": "triggered"}).tolist() == ids.tolist()
     with pytest.raises(ValueError, match="only 10 available"):
         selected_ids(setup, {"split": "train", "select": "per_class", "n": 11})
+
+
+def test_misclassified_selection_draws_n_of_the_errors_seeded():
+    # The "model" passes one-hot predictions through: examples 3k + 1 are wrong (16 of 48).
+    labels = np.arange(48) % 4
+    predictions = labels.copy()
+    wrong = np.arange(1, 48, 3)
+    predictions[wrong] = (labels[wrong] + 1) % 4
+    setup = _setup(labels)
+    setup.inputs = torch.nn.functional.one_hot(torch.as_tensor(predictions), 4).float()
+    errors = {"split": "edit_test", "select": "misclassified"}
+    assert selected_ids(setup, errors).tolist() == wrong.tolist()
+    some = selected_ids(setup, {**errors, "n": 5, "seed": 1})
+    assert len(some) == 5 and set(some) <= set(wrong) and (np.diff(some) > 0).all()
+    assert selected_ids(setup, {**errors, "n": 5, "seed": 1}).tolist() == some.tolist()
+    others = [selected_ids(setup, {**errors, "n": 5, "seed": s}).tolist() for s in range(2, 6)]
+    assert any(o != some.tolist() for o in others)
+    assert selected_ids(setup, {**errors, "n": 16}).tolist() == wrong.tolist()
+    assert selected_ids(setup, {**errors, "n": 100}).tolist() == wrong.tolist()
+    setup.inputs = torch.nn.functional.one_hot(torch.as_tensor(labels), 4).float()
+    with pytest.raises(ValueError, match="makes no errors"):
+        selected_ids(setup, errors)
+
+
+def test_a_selection_made_once_is_read_back_as_it_was(tmp_path):
+    """select_examples records a selection that depends on the model; shards and fit take
+    the recorded positions, whatever the model predicts where they run."""
+    labels = np.arange(12) % 3
+    setup = _setup(labels)
+    setup.inputs = torch.nn.functional.one_hot(torch.as_tensor((labels + 1) % 3), 3).float()
+    errors = {"split": "edit_test", "select": "misclassified", "n": 4, "seed": 2}
+    record = selection_record(setup, errors)
+    assert record["n_split"] == 12 and len(record["ids"]) == 4
+    (tmp_path / "s.json").write_text(json.dumps(record))
+    recorded = with_selected_ids(errors, tmp_path / "s.json")
+    assert recorded == {**errors, "ids": record["ids"]}
+    setup.inputs = torch.nn.functional.one_hot(torch.as_tensor(labels), 3).float()  # no errors
+    assert select_examples(setup, recorded).example_ids.tolist() == record["ids"]
+    assert with_selected_ids(errors, None) is errors and with_selected_ids(None, "x") is None
+    with pytest.raises(ValueError, match="records the selection"):
+        with_selected_ids({**errors, "seed": 3}, tmp_path / "s.json")
+    with pytest.raises(ValueError, match="outside the split"):
+        selected_ids(setup, {**errors, "ids": [3, 12]})
+    with pytest.raises(ValueError, match="ascending"):
+        selected_ids(setup, {**errors, "ids": [5, 3]})
 
 
 def test_digits_validation_split_leaves_test_alone():

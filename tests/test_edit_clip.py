@@ -126,3 +126,78 @@ def test_coar_edit_against_typographic_attacks_runs_on_the_stand_in(classifier):
     assert result.sweep.test_clean_accuracy.iloc[0] == 1.0  # labels are the model's predictions
     assert result.edit.experiment == "typographic" and result.edit.k in (0, 4, 8)
     assert -1 <= result.summary["test_paired_correlation_after"] <= 1
+
+
+# --- the paper config's path: OpenAI's checkpoint file and CIFAR-10-sized images ------------
+
+
+@pytest.fixture(scope="module")
+def openai_clip(tmp_path_factory):
+    from tiny_sources import write_openai_clip
+
+    path = tmp_path_factory.mktemp("clip") / "ViT-B-16.pt"
+    return path, write_openai_clip(path)
+
+
+def test_clip_image_transforms_are_open_clips_preprocessing_in_parts(openai_clip):
+    import open_clip
+
+    from coar.checkpoints import load_clip
+    from coar.edit_clip import clip_image_transforms
+
+    model = load_clip(openai_clip[0])
+    geometry, to_uint8, normalization = clip_image_transforms(model)
+    assert normalization["mean"] == pytest.approx([255 * m for m in open_clip.OPENAI_DATASET_MEAN])
+    preprocess = open_clip.image_transform(48, is_train=False)
+    for image in _images(3, seed=5):
+        upscaled = geometry(image)
+        assert upscaled.size == (48, 48)
+        pixels = to_uint8(upscaled)
+        assert pixels.dtype == torch.uint8 and pixels.shape == (3, 48, 48)
+        mean = torch.tensor(normalization["mean"]).view(3, 1, 1)
+        std = torch.tensor(normalization["std"]).view(3, 1, 1)
+        torch.testing.assert_close(
+            (pixels.float() - mean) / std, preprocess(image), atol=1e-5, rtol=0
+        )
+
+
+def test_typographic_setup_files_load_as_a_zero_shot_clip(openai_clip, tmp_path):
+    from open_clip import tokenize
+
+    from coar.edit_clip import load_clip_zero_shot, typographic_setup
+
+    path, reference = openai_clip
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3, 0, 1, 2])
+    splits = {"pool": np.array([0, 1, 2]), "test": np.array([4, 5, 6])}
+    description, arrays = typographic_setup(path, images, labels, splits, CLASSES, seed=3)
+    assert description["openai_checkpoint"] == str(path) and description["image_size"] == [48, 48]
+    assert arrays["x_test"].dtype == np.uint8 and arrays["x_test_attacked"].shape == (3, 3, 48, 48)
+    assert arrays["y_test"].tolist() == arrays["y_test_attacked"].tolist() == [0, 1, 2]
+    assert arrays["ids_pool"].tolist() == [0, 1, 2] and (arrays["attack_test"] != [0, 1, 2]).all()
+    for split in ("pool", "test"):  # every attacked copy differs from its clean image
+        diff = arrays[f"x_{split}"] != arrays[f"x_{split}_attacked"]
+        assert diff.reshape(3, -1).any(1).all()
+    torch.save(description, tmp_path / "model.pt")
+    np.savez(tmp_path / "data.npz", **arrays)
+    cpu = torch.device("cpu")
+    setup = load_clip_zero_shot("clip", tmp_path / "model.pt", tmp_path / "data.npz", cpu)
+    assert len(setup.spec) == 256 + 64 and setup.labels.tolist() == [0, 1, 2]
+    # The classifier: OpenAI's weights, open_clip's tokenizer at the model's context length.
+    with torch.no_grad():
+        text = reference.encode_text(tokenize([f"a photo of a {c}." for c in CLASSES], 16))
+        text = torch.nn.functional.normalize(text, dim=-1)
+        image = torch.nn.functional.normalize(reference.encode_image(setup.inputs), dim=-1)
+        expected = reference.logit_scale.exp() * image @ text.T
+        torch.testing.assert_close(setup.model(setup.inputs), expected, atol=1e-4, rtol=1e-4)
+    attacked = load_clip_zero_shot(
+        "clip", tmp_path / "model.pt", tmp_path / "data.npz", cpu, "test_attacked"
+    )
+    assert not torch.equal(attacked.inputs, setup.inputs)
+    with pytest.raises(ValueError, match="do not index the 4 class names"):
+        typographic_setup(path, images, labels + 1, splits, CLASSES, seed=3)
+    del description["normalization"]
+    torch.save(description, tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="uint8 images"):
+        load_clip_zero_shot("clip", tmp_path / "bare.pt", tmp_path / "data.npz", cpu)

@@ -145,13 +145,87 @@ def write_imagenet_val(root: Path, n_classes: int = 4, per_class: int = 3, seed:
             Image.fromarray(pixels).save(folder / f"ILSVRC2012_val_{c * per_class + k:08d}.JPEG")
 
 
-def write_torchvision_weights(path: Path, architecture: str, seed: int = 0) -> nn.Module:
+TRAIN_FILE_NUMBERS = [9, 10, 100, 2, 1234, 37, 5]
+
+
+def write_imagenet_train(
+    root: Path, n_classes: int = 4, per_class: int = 5, seed: int = 1
+) -> dict[str, list[str]]:
+    """A class-folder ImageNet train layout (nXXXXXXXX/nXXXXXXXX_<number>.JPEG) of small
+    random JPEGs, written out of sorted order: class folder -> file names, sorted."""
+    if per_class > len(TRAIN_FILE_NUMBERS):
+        raise ValueError(f"at most {len(TRAIN_FILE_NUMBERS)} images per class")
+    rng = np.random.default_rng(seed)
+    names = {}
+    for c in range(n_classes):
+        wnid = f"n{1440764 + c:08d}"
+        folder = root / wnid
+        folder.mkdir(parents=True)
+        # written in random order; sorted by name, _10 comes before _2 and _9
+        numbers = rng.permutation(TRAIN_FILE_NUMBERS[:per_class])
+        for number in numbers:
+            pixels = rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{wnid}_{number}.JPEG")
+        names[wnid] = sorted(f"{wnid}_{number}.JPEG" for number in numbers)
+    return names
+
+
+def write_openai_clip(path: Path, seed: int = 0) -> nn.Module:
+    """A tiny CLIP state dict in OpenAI's key layout (load_clip's fallback from TorchScript):
+    one 64-wide block per tower (open_clip infers one head per 64 channels), 8x8 patches of
+    48x48 images (CIFAR-10's 32x32 get upscaled, as for the real 224x224), OpenAI's
+    49,408-token vocabulary, float16 as OpenAI stores its weights. The image projection
+    ignores the mean of the image tower's output on random images (a random tower's output
+    hardly depends on the image: every image would get the same class). Returns the
+    float32 model that the file loads as."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    torch.manual_seed(seed)
+    model = CLIP(
+        embed_dim=32,
+        vision_cfg=CLIPVisionCfg(layers=1, width=64, patch_size=8, image_size=48),
+        text_cfg=CLIPTextCfg(context_length=16, vocab_size=49408, width=64, heads=1, layers=1),
+        quick_gelu=True,
+    ).eval()
+    visual = model.visual
+    with torch.no_grad():
+        proj = visual.proj.clone()
+        visual.proj = nn.Parameter(torch.eye(proj.shape[0]))  # the tower's own output
+        noise = torch.randn(32, 3, 48, 48, generator=torch.Generator().manual_seed(seed))
+        mean = model.encode_image(noise).mean(0)
+        visual.proj = nn.Parameter(proj - mean[:, None] * (mean @ proj)[None] / mean.dot(mean))
+        for parameter in model.parameters():
+            parameter.copy_(parameter.half().float())
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
+    return model
+
+
+def write_torchvision_weights(
+    path: Path, architecture: str, seed: int = 0, winners: int | None = None
+) -> nn.Module:
+    """Random weights of a tiny torchvision model (1,000 classes); with ``winners``, only
+    the first ``winners`` classes can be predicted (the others' logits are 100 lower), and
+    their head rows are orthogonal to the mean features of random images (else one class
+    wins on every image): a tiny ImageNet of that many classes gets right and wrong
+    predictions, and a few ablated components can change them."""
     torch.manual_seed(seed)
     model = randomize_batchnorm(build_architecture(architecture, "tiny", 1000), seed).eval()
     if hasattr(model, "heads"):
         # torchvision initialises the ViT's classification head to zero: every margin would
         # be 0 whatever is ablated. Trained weights are not zero; random ones will do.
         nn.init.normal_(model.heads.head.weight, std=0.5)
+    if winners is not None:
+        head = model.heads.head if hasattr(model, "heads") else model.fc
+        features = []
+        hook = head.register_forward_hook(lambda module, inputs, output: features.append(inputs[0]))
+        with torch.no_grad():
+            model(torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+            hook.remove()
+            mean = features[0].mean(0)
+            w = head.weight[:winners]
+            w -= (w @ mean)[:, None] * mean[None] / mean.dot(mean)
+            head.bias[:winners] = 0.0
+            head.bias[winners:] -= 100.0
     torch.save(model.state_dict(), path)
     return model
 

@@ -1,4 +1,4 @@
-"""The paper's evaluation sets: CIFAR-10, ImageNet val, the original's FFCV betons.
+"""The paper's evaluation sets: CIFAR-10, ImageNet val (and train), the original's FFCV betons.
 
 Evaluation sets are FFCV betons with an ``image`` field (RGB, stored raw, so
 exactly the pixels we prepared), an integer ``label`` and, for Waterbirds and
@@ -79,28 +79,53 @@ def read_cifar10(tarball, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), labels
 
 
-# --- ImageNet validation set (provided by the user) ---------------------------------------
+# --- ImageNet validation and training sets (provided by the user) -------------------------
+
+IMAGENET_SETS = {
+    # config key -> (what it is, example file, how the class folders are made)
+    "imagenet_val": (
+        "the ILSVRC2012 validation set",
+        "val/n01440764/ILSVRC2012_val_00000293.JPEG",
+        "the flat archive is sorted into folders by the usual valprep.sh",
+    ),
+    "imagenet_train": (
+        "the ILSVRC2012 training set",
+        "train/n01440764/n01440764_10026.JPEG",
+        "ILSVRC2012_img_train.tar holds one archive per class: unpack each into its folder",
+    ),
+}
 
 
-def check_imagenet_val(path, n_classes: int = 1000, images_per_class: int = 50) -> dict:
-    """Check the class-folder layout of ImageNet val (``val/nXXXXXXXX/*.JPEG``).
+def check_imagenet_folders(
+    path,
+    n_classes: int = 1000,
+    images_per_class: int = 50,
+    name: str = "imagenet_val",
+    at_least: bool = False,
+) -> dict:
+    """Check the class-folder layout of an ImageNet set (``nXXXXXXXX/*.JPEG``).
 
-    Raises DatasetError saying precisely what is missing; returns a summary.
+    Every class folder needs exactly ``images_per_class`` images (``at_least``: that
+    many or more, of which the first ``images_per_class`` are kept). Raises
+    DatasetError saying precisely what is missing; returns a summary.
     """
+    if name not in IMAGENET_SETS:
+        raise DatasetError(f"unknown ImageNet set {name!r} (known: {sorted(IMAGENET_SETS)})")
+    what, example, how = IMAGENET_SETS[name]
+    title = "ImageNet " + name.removeprefix("imagenet_")
     root = Path(path)
     hint = (
-        "Set config key imagenet_val.path to the ILSVRC2012 validation set in class-folder "
-        "layout (one folder per WordNet id, e.g. val/n01440764/ILSVRC2012_val_00000293.JPEG; "
-        "the flat archive is sorted into folders by the usual valprep.sh)."
+        f"Set config key {name}.path to {what} in class-folder "
+        f"layout (one folder per WordNet id, e.g. {example}; {how})."
     )
     if not root.is_dir():
-        raise DatasetError(f"ImageNet val: {root} does not exist or is not a directory. {hint}")
+        raise DatasetError(f"{title}: {root} does not exist or is not a directory. {hint}")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and WNID.match(d.name))
     problems = []
     if not class_dirs:
         flat = sum(1 for f in root.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         raise DatasetError(
-            f"ImageNet val: {root} has no class folders (nXXXXXXXX)"
+            f"{title}: {root} has no class folders (nXXXXXXXX)"
             + (f" but {flat} images directly inside (the flat layout)" if flat else "")
             + f". {hint}"
         )
@@ -109,16 +134,17 @@ def check_imagenet_val(path, n_classes: int = 1000, images_per_class: int = 50) 
     short = []
     for d in class_dirs:
         count = sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if count != images_per_class:
+        if count < images_per_class or (count > images_per_class and not at_least):
             short.append(f"{d.name} ({count})")
     if short:
+        wanted = "at least" if at_least else "exactly"
         problems.append(
-            f"{len(short)} class folders without exactly {images_per_class} images: "
+            f"{len(short)} class folders without {wanted} {images_per_class} images: "
             + ", ".join(short[:10])
             + (" ..." if len(short) > 10 else "")
         )
     if problems:
-        raise DatasetError(f"ImageNet val at {root}: " + "; ".join(problems) + f". {hint}")
+        raise DatasetError(f"{title} at {root}: " + "; ".join(problems) + f". {hint}")
     return {
         "path": str(root.resolve()),
         "classes": len(class_dirs),
@@ -126,16 +152,45 @@ def check_imagenet_val(path, n_classes: int = 1000, images_per_class: int = 50) 
     }
 
 
-def imagenet_val_files(path) -> tuple[list[Path], np.ndarray]:
+def check_imagenet_val(path, n_classes: int = 1000, images_per_class: int = 50) -> dict:
+    """Check ImageNet val: exactly ``images_per_class`` images in each class folder."""
+    return check_imagenet_folders(path, n_classes, images_per_class, "imagenet_val")
+
+
+def imagenet_files(path, per_class: int | None = None) -> tuple[list[Path], np.ndarray]:
     """Image files in (class, file name) order and their labels (index of the sorted WordNet
-    ids, torchvision's class order)."""
+    ids, torchvision's class order); with ``per_class``, the first ``per_class`` file names
+    of each class in sorted order."""
     class_dirs = sorted(d for d in Path(path).iterdir() if d.is_dir() and WNID.match(d.name))
     files, labels = [], []
     for label, d in enumerate(class_dirs):
-        for f in sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES):
+        names = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        for f in names[:per_class]:
             files.append(f)
             labels.append(label)
     return files, np.asarray(labels, dtype=np.int64)
+
+
+def check_imagenet_set(name: str, cfg: dict | None) -> dict:
+    """Check the ImageNet set of config key ``name``: ``imagenet_val`` needs exactly
+    ``images_per_class`` images per class, ``imagenet_train`` at least ``per_class``."""
+    if cfg is None:
+        raise DatasetError(
+            f"config key {name} is not set; setups using {name}.beton need its path "
+            "(see config/config.yaml)"
+        )
+    if name == "imagenet_train":
+        return check_imagenet_folders(
+            cfg["path"], cfg["n_classes"], cfg.get("per_class", 10), name, at_least=True
+        )
+    return check_imagenet_folders(cfg["path"], cfg["n_classes"], cfg["images_per_class"], name)
+
+
+def imagenet_set_files(name: str, cfg: dict) -> tuple[list[Path], np.ndarray]:
+    """The images of config key ``name`` that go into its beton (all of val; the first
+    ``per_class`` of each training class)."""
+    per_class = cfg.get("per_class", 10) if name == "imagenet_train" else None
+    return imagenet_files(cfg["path"], per_class)
 
 
 def resize_center_crop(file, resize: int, crop: int) -> np.ndarray:

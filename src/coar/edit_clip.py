@@ -8,8 +8,13 @@
   projections are left out: ``nn.MultiheadAttention`` reads their weights directly
   instead of calling the module, so forward hooks would not see them.
 - `typographic_attack` writes a (wrong) class name onto images.
-- The paper config uses CLIP ViT-B/16 (`load_open_clip`); tests and the CPU stand-in use
-  `tiny_clip`, the same open_clip architecture with a few random-weight layers.
+- `typographic_setup` builds a setup's files from images and class names: a small
+  description of the zero-shot classifier and paired clean / attacked images, upscaled
+  with open_clip's preprocessing for the checkpoint's input size.
+- The paper config uses OpenAI's CLIP ViT-B/16 checkpoint, downloaded by the workflow
+  (description key ``openai_checkpoint``, loaded by `coar.checkpoints.load_clip`); tests
+  and the CPU stand-in use `tiny_clip`, the same open_clip architecture with a few
+  random-weight layers, or a tiny state dict in OpenAI's layout.
 
 The edit itself is `coar.edit_experiments.remove_backdoor` with attacked images as
 targets and the same images without the text as references (``target_class=None``).
@@ -141,14 +146,100 @@ def typographic_splits(
     return arrays
 
 
+def clip_image_transforms(clip_model: nn.Module):
+    """open_clip's evaluation preprocessing for the model's input size, in three parts:
+
+    - ``geometry``: Resize (bicubic, shorter side) + CenterCrop, PIL image -> PIL image;
+    - ``to_uint8``: RGB conversion and a uint8 (3, H, W) tensor (the examples file's format);
+    - ``normalization``: the mean and std it ends with, on the 0-255 scale (applied when
+      the images are loaded, as for the other paper setups).
+
+    ``to_uint8(geometry(image))`` normalised equals open_clip's preprocessing of ``image``.
+    """
+    import open_clip
+    from torchvision import transforms
+
+    visual = clip_model.visual
+    preprocess = open_clip.image_transform(
+        visual.image_size,
+        is_train=False,
+        mean=getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN,
+        std=getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD,
+    )
+    *geometry, convert, _to_tensor, normalize = preprocess.transforms
+    if not isinstance(normalize, transforms.Normalize):
+        raise TypeError(f"open_clip's preprocessing does not end with Normalize: {preprocess}")
+    normalization = {
+        "mean": [255.0 * float(m) for m in normalize.mean],
+        "std": [255.0 * float(v) for v in normalize.std],
+    }
+    return (
+        transforms.Compose(geometry),
+        transforms.Compose([convert, transforms.PILToTensor()]),
+        normalization,
+    )
+
+
+def typographic_setup(
+    checkpoint,
+    images: np.ndarray,
+    labels: np.ndarray,
+    splits: dict[str, np.ndarray],
+    class_names: list[str],
+    seed: int,
+    prompt: str = PROMPT,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """A ``clip_zero_shot`` setup's description and examples from OpenAI's CLIP checkpoint
+    and images (N, H, W, 3) uint8 with their labels.
+
+    ``splits`` maps a split name to the positions of its images. Each image is upscaled
+    to the model's input size (`clip_image_transforms`), then attacked there
+    (`typographic_splits`): ``x_<split>`` and ``x_<split>_attacked`` hold the same
+    images, uint8, without and with the name of a wrong class written on them;
+    ``ids_<split>`` their positions in ``images``.
+    """
+    from coar.checkpoints import load_clip
+
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) and not 0 <= labels.min() <= labels.max() < len(class_names):
+        raise ValueError(
+            f"labels {labels.min()}..{labels.max()} do not index the {len(class_names)} "
+            f"class names {class_names}"
+        )
+    clip_model = load_clip(checkpoint)
+    geometry, to_uint8, normalization = clip_image_transforms(clip_model)
+    upscaled = {
+        split: [geometry(Image.fromarray(images[i])) for i in ids] for split, ids in splits.items()
+    }
+    split_labels = {split: labels[ids] for split, ids in splits.items()}
+    arrays = typographic_splits(upscaled, split_labels, class_names, to_uint8, seed)
+    for split, ids in splits.items():
+        arrays[f"ids_{split}"] = arrays[f"ids_{split}_attacked"] = np.asarray(ids, dtype=np.int64)
+    description = {
+        "class_names": list(class_names),
+        "prompt": prompt,
+        "openai_checkpoint": str(checkpoint),
+        "normalization": normalization,
+        "image_size": [int(v) for v in clip_model.visual.image_size],
+    }
+    return description, arrays
+
+
 def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, split="test"):
     """Setup loader (kind ``clip_zero_shot``): a zero-shot CLIP and one split of its images.
 
     ``model_path`` is a small ``.pt`` description, not weights: ``class_names``, an optional
-    ``prompt`` and either ``open_clip`` (``model_name``, ``pretrained``: weights come from
-    open_clip's cache, filled by the download rules) or ``tiny`` (``seed``: the random-weight
-    stand-in). ``data_path`` is an ``.npz`` with preprocessed images ``x_<split>`` and labels
-    ``y_<split>`` (see `typographic_splits`).
+    ``prompt`` and one of
+
+    - ``openai_checkpoint``: the path of OpenAI's checkpoint file (the paper config's, from
+      its download rule, relative to the workflow's working directory;
+      `coar.checkpoints.load_clip`), with open_clip's tokenizer at the model's context length;
+    - ``open_clip`` (``model_name``, ``pretrained``): weights from open_clip's own cache;
+    - ``tiny`` (``seed``): the random-weight stand-in.
+
+    ``data_path`` is an ``.npz`` with images ``x_<split>`` and labels ``y_<split>`` (see
+    `typographic_splits`): float images are used as they are; uint8 images (see
+    `typographic_setup`) are normalised with the description's ``normalization``.
     """
     from coar.outputs import margin
     from coar.setups import Setup
@@ -156,6 +247,13 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
     description = torch.load(model_path, map_location="cpu", weights_only=True)
     if "tiny" in description:
         clip_model, tokenizer = tiny_clip(**description["tiny"])
+    elif "openai_checkpoint" in description:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        from coar.checkpoints import load_clip
+
+        clip_model = load_clip(description["openai_checkpoint"])
+        tokenizer = SimpleTokenizer(context_length=clip_model.context_length)
     else:
         clip_model, _, tokenizer = load_open_clip(**description["open_clip"])
     model = zero_shot_classifier(
@@ -165,6 +263,17 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
         if f"x_{split}" not in data.files:
             splits = sorted(k[2:] for k in data.files if k.startswith("x_"))
             raise KeyError(f"{data_path} has no split {split!r} (splits: {splits})")
-        inputs = torch.from_numpy(data[f"x_{split}"]).to(device)
+        images = data[f"x_{split}"]
         labels = torch.from_numpy(data[f"y_{split}"]).to(device)
+    if images.dtype == np.uint8:
+        if "normalization" not in description:
+            raise ValueError(
+                f"{data_path}: split {split!r} holds uint8 images, but {model_path} has no "
+                "normalization to apply to them"
+            )
+        from coar.real_setups import normalized_images
+
+        inputs = normalized_images(images, description["normalization"], device)
+    else:
+        inputs = torch.from_numpy(images).to(device)
     return Setup(name, model, clip_mlp_neurons(model), inputs, labels, margin)

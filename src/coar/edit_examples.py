@@ -11,6 +11,11 @@ fit) then attribute the selected examples. Selections:
 - ``misclassified``: every example the (unedited) model gets wrong (at most ``n`` of
   them, chosen at random, if ``n`` is given).
 
+A selection that depends on the model's predictions (`MODEL_SELECTIONS`) can come out
+differently on another device (e.g. TF32 convolutions on a GPU, float32 on the CPU): the
+workflow makes it once (`selection_record`) and every step that needs the examples
+reads that record (`with_selected_ids`: the set's ``ids``, taken as they are).
+
 Two sets with the same selection on splits of the same labels (e.g. a clean
 and a triggered copy of the same images) select the same rows: pairs stay
 paired.
@@ -18,12 +23,15 @@ paired.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
 from coar.setups import Setup
 
 SELECTIONS = ("all", "random", "per_class", "per_group", "misclassified")
+MODEL_SELECTIONS = ("misclassified",)  # depend on the model's predictions, not only labels
 
 
 def _sample(rng: np.random.Generator, pool: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -49,6 +57,13 @@ def selected_ids(setup: Setup, examples: dict) -> np.ndarray:
     what = f"setup {setup.name!r}, split {examples['split']!r}, selection {select!r}"
     labels = setup.labels.cpu().numpy()
     rng = np.random.default_rng(examples.get("seed", 0))
+    if "ids" in examples:  # the selection, made once before (with_selected_ids)
+        ids = np.asarray(examples["ids"], dtype=np.int64)
+        if ids.ndim != 1 or not len(ids) or (np.diff(ids) <= 0).any():
+            raise ValueError(f"{what}: ids must be ascending positions, got {examples['ids']}")
+        if ids[0] < 0 or ids[-1] >= len(labels):
+            raise ValueError(f"{what}: ids {ids.tolist()} outside the split's {len(labels)}")
+        return ids
     if select == "all":
         return np.arange(len(labels))
     if select == "random":
@@ -100,3 +115,26 @@ def select_examples(setup: Setup, examples: dict) -> Setup:
         example_ids=ids,
         groups=None if setup.groups is None else setup.groups[ids],
     )
+
+
+def selection_record(setup: Setup, examples: dict) -> dict:
+    """What an example set selected (`select_examples` on the unrestricted setup): the
+    selection and the examples' positions in their split."""
+    ids = selected_ids(setup, examples)
+    return {"examples": dict(examples), "ids": [int(i) for i in ids], "n_split": setup.n_examples}
+
+
+def with_selected_ids(examples: dict | None, record_path=None) -> dict | None:
+    """The example set with the positions its record (`selection_record`, a JSON file)
+    holds; the record must be of the same selection. Without a record (None or empty:
+    the selection depends on labels only), the example set as it is."""
+    if examples is None or not record_path:
+        return examples
+    with open(record_path) as f:
+        record = json.load(f)
+    if record["examples"] != examples:
+        raise ValueError(
+            f"{record_path} records the selection {record['examples']}, not {examples}: "
+            "rerun the step that writes it"
+        )
+    return {**examples, "ids": record["ids"]}

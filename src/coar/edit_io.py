@@ -31,14 +31,20 @@ class SetupSplits:
     ):
         self.args = (name, kind, model_path, data_path, device)
         self.roles = dict(splits or {})
-        self.setup: Setup = self.load(self.roles.get("test", "test"))
+        self.setup: Setup = self.load(self.name_of("test"))
         self.model, self.spec = self.setup.model.eval(), self.setup.spec
+
+    def name_of(self, role: str) -> str:
+        """The setup's split that plays ``role``."""
+        return self.roles.get(role, role)
 
     def load(self, split: str) -> Setup:
         return load_setup(*self.args, examples={"split": split, "select": "all"})
 
     def split(self, role: str) -> Split:
-        setup = self.load(self.roles.get(role, role))
+        name = self.name_of(role)
+        # The test split is loaded already: no second copy on the device.
+        setup = self.setup if name == self.name_of("test") else self.load(name)
         return Split(setup.inputs, setup.labels, setup.groups)
 
 

@@ -109,7 +109,16 @@ PREPARED_BETONS = {
     "cifar10_test": f"{RESULTS}/data/cifar10_test.beton",
     "cifar10_train": f"{RESULTS}/data/cifar10_train.beton",
     "imagenet_val": f"{RESULTS}/data/imagenet_val.beton",
+    "imagenet_train": f"{RESULTS}/data/imagenet_train.beton",
 }
+# The user's ImageNet folders (rules check_imagenet, prepare_imagenet).
+IMAGENET_PATTERN = "imagenet_val|imagenet_train"
+# Zero-shot CLIP setups (rule typographic_setup in clip_setups.smk).
+CLIP_SETUPS = [name for name, cfg in SETUPS.items() if cfg["kind"] == "clip_zero_shot"]
+
+
+def clip_config(wildcards):
+    return SETUPS[wildcards.setup]["clip"]
 
 
 def download_path(name):

@@ -4,7 +4,39 @@
 # write edits/<setup>/<experiment>/; the figure numbers come from the config's figures table.
 
 
+# A selection that depends on the model's predictions (select: misclassified) could come
+# out differently on another device (TF32 on a GPU, float32 on the CPU): it is made once,
+# here, and the set's shards and fit read it (their input `ids`).
+rule select_examples:
+    input:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+    output:
+        f"{RESULTS}/examples/{{setup}}/{{examples}}.json",
+    log:
+        f"{RESULTS}/logs/select_examples/{{setup}}/{{examples}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/select_examples/{{setup}}/{{examples}}.tsv"
+    conda:
+        "../../envs/coar.yaml"
+    threads: 1
+    resources:
+        mem_mb=per_attempt(4000),
+        runtime=per_attempt(30),
+    params:
+        kind=lambda wildcards: setup_config(wildcards)["kind"],
+        examples=example_selection,
+        device=config["device"],
+        code=code_of("select_examples.py"),
+    script:
+        "../scripts/select_examples.py"
+
+
 use rule ablate as ablate_examples with:
+    input:
+        model=f"{RESULTS}/models/{{setup}}.pt",
+        data=f"{RESULTS}/data/{{setup}}.npz",
+        ids=selected_examples,
     output:
         f"{RESULTS}/ablations/{{setup}}/{{examples}}/shard_{{shard}}.npz",
     log:
@@ -35,6 +67,7 @@ use rule fit as fit_examples with:
         beton=f"{RESULTS}/ablations/{{setup}}/{{examples}}/component_dataset.beton",
         model=f"{RESULTS}/models/{{setup}}.pt",
         data=f"{RESULTS}/data/{{setup}}.npz",
+        ids=selected_examples,
     output:
         f"{RESULTS}/attributions/{{setup}}/{{examples}}/coar.pt",
     log:

@@ -8,6 +8,8 @@ wildcard_constraints:
 
 
 EXAMPLE_SET_RUN_KEYS = ("n_masks", "n_shards")
+# Selections that depend on the model's predictions (coar.edit_examples.MODEL_SELECTIONS).
+MODEL_SELECTIONS = ("misclassified",)
 
 
 def example_set(wildcards):
@@ -25,6 +27,14 @@ def example_selection(wildcards):
     return {
         k: v for k, v in example_set(wildcards).items() if k not in EXAMPLE_SET_RUN_KEYS
     }
+
+
+def selected_examples(wildcards):
+    """The record of a selection made once by select_examples (selections that depend on
+    the model's predictions); none for the others."""
+    if example_set(wildcards).get("select") in MODEL_SELECTIONS:
+        return f"{RESULTS}/examples/{wildcards.setup}/{wildcards.examples}.json"
+    return []
 
 
 def example_set_ablation(wildcards):

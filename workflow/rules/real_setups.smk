@@ -4,13 +4,17 @@ ruleorder: prepare_examples > prepare_digits
 ruleorder: import_model > train
 
 
-rule check_imagenet_val:
+# ImageNet val (setups B and C) and a few training images per class (Fig. 2): the user's
+# class folders (config keys imagenet_val, imagenet_train), checked, then written as betons.
+rule check_imagenet:
     output:
-        f"{RESULTS}/data/imagenet_val.check.json",
+        f"{RESULTS}/data/{{imagenet}}.check.json",
     log:
-        f"{RESULTS}/logs/check_imagenet_val.log",
+        f"{RESULTS}/logs/check_{{imagenet}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/check_imagenet_val.tsv"
+        f"{RESULTS}/benchmarks/check_{{imagenet}}.tsv"
+    wildcard_constraints:
+        imagenet=IMAGENET_PATTERN,
     conda:
         "../../envs/coar.yaml"
     threads: 1
@@ -18,21 +22,23 @@ rule check_imagenet_val:
         mem_mb=per_attempt(500),
         runtime=per_attempt(10),
     params:
-        imagenet=config.get("imagenet_val"),
-        code=code_of("check_imagenet_val.py"),
+        imagenet=lambda wildcards: config.get(wildcards.imagenet),
+        code=code_of("check_imagenet.py"),
     script:
-        "../scripts/check_imagenet_val.py"
+        "../scripts/check_imagenet.py"
 
 
-rule prepare_imagenet_val:
+rule prepare_imagenet:
     input:
-        f"{RESULTS}/data/imagenet_val.check.json",
+        f"{RESULTS}/data/{{imagenet}}.check.json",
     output:
-        f"{RESULTS}/data/imagenet_val.beton",
+        f"{RESULTS}/data/{{imagenet}}.beton",
     log:
-        f"{RESULTS}/logs/prepare_imagenet_val.log",
+        f"{RESULTS}/logs/prepare_{{imagenet}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/prepare_imagenet_val.tsv"
+        f"{RESULTS}/benchmarks/prepare_{{imagenet}}.tsv"
+    wildcard_constraints:
+        imagenet=IMAGENET_PATTERN,
     conda:
         "../../envs/coar.yaml"
     threads: 8
@@ -40,10 +46,10 @@ rule prepare_imagenet_val:
         mem_mb=per_attempt(8000),
         runtime=per_attempt(120),
     params:
-        imagenet=config.get("imagenet_val"),
-        code=code_of("prepare_imagenet_val.py"),
+        imagenet=lambda wildcards: config.get(wildcards.imagenet),
+        code=code_of("prepare_imagenet.py"),
     script:
-        "../scripts/prepare_imagenet_val.py"
+        "../scripts/prepare_imagenet.py"
 
 
 rule prepare_cifar10_test:

@@ -4,6 +4,7 @@ import torch
 
 from coar.ablate import ablate_rows
 from coar.device import describe, resolve_device
+from coar.edit_examples import with_selected_ids
 from coar.logs import log_to
 from coar.masks import shard_rows
 from coar.provenance import record_provenance
@@ -20,7 +21,8 @@ setup = load_setup(
     snakemake.input.model,
     snakemake.input.data,
     device,
-    examples=snakemake.params.get("examples"),
+    # an example set; one whose selection depends on the model comes with its record
+    examples=with_selected_ids(snakemake.params.get("examples"), snakemake.input.get("ids")),
 )
 rows = shard_rows(run["n_rows"], cfg["n_shards"], int(snakemake.wildcards.shard))
 log.info(

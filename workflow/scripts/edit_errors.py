@@ -1,4 +1,5 @@
-"""Coar-Edit, fixing individual errors (paper 5.1): one edit per misclassified test example."""
+"""Coar-Edit, fixing individual errors (paper 5.1): one edit per misclassified test example
+(of the split that plays the test role)."""
 
 import numpy as np
 import torch
@@ -23,8 +24,14 @@ data = SetupSplits(
     splits=cfg.get("splits"),
 )
 errors = Attributions.load(snakemake.input.errors)
-if errors.meta["examples"]["split"] != "test":
-    raise ValueError(f"{snakemake.input.errors}: the errors to fix must be test examples")
+# The errors' positions index the split that plays the test role (edits.errors.splits).
+test_split = data.name_of("test")
+if errors.meta["examples"]["split"] != test_split:
+    raise ValueError(
+        f"{snakemake.input.errors}: the errors to fix are examples of split "
+        f"{errors.meta['examples']['split']!r}, but the experiment's test split is "
+        f"{test_split!r} (setups.{data.setup.name}.edits.errors.splits.test)"
+    )
 table, edits = fix_errors(
     data.setup.name,
     data.model,

@@ -3,6 +3,7 @@
 import torch
 
 from coar.device import resolve_device
+from coar.edit_examples import with_selected_ids
 from coar.fit import fit_from_beton
 from coar.logs import log_to
 from coar.provenance import record_provenance
@@ -16,7 +17,8 @@ setup = load_setup(
     snakemake.input.model,
     snakemake.input.data,
     resolve_device("cpu"),
-    examples=snakemake.params.get("examples"),
+    # an example set; one whose selection depends on the model comes with its record
+    examples=with_selected_ids(snakemake.params.get("examples"), snakemake.input.get("ids")),
 )
 attributions = fit_from_beton(
     snakemake.input.beton,

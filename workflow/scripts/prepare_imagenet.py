@@ -1,12 +1,13 @@
-"""ImageNet val as an FFCV beton: Resize + CenterCrop (torchvision's evaluation transform)."""
+"""ImageNet val or train as an FFCV beton: Resize + CenterCrop (torchvision's evaluation
+transform); train keeps the first per_class images of each class."""
 
-from coar.datasets import imagenet_val_files, resize_center_crop, write_image_beton
+from coar.datasets import imagenet_set_files, resize_center_crop, write_image_beton
 from coar.logs import log_to
 from coar.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.imagenet
-files, labels = imagenet_val_files(cfg["path"])
+files, labels = imagenet_set_files(snakemake.wildcards.imagenet, cfg)
 log.info("%d images in %d classes from %s", len(files), labels.max() + 1, cfg["path"])
 write_image_beton(
     snakemake.output[0],

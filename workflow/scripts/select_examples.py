@@ -1,0 +1,39 @@
+"""Select an example set's examples once, where the selection depends on the model's
+predictions (coar.edit_examples.MODEL_SELECTIONS): its ablation shards and its fit read
+the positions recorded here instead of each selecting again on its own device."""
+
+import json
+
+import torch
+
+from coar.atomic import atomic_path
+from coar.device import describe, resolve_device
+from coar.edit_examples import selection_record
+from coar.logs import log_to
+from coar.provenance import record_provenance
+from coar.setups import load_setup
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+examples = snakemake.params.examples
+device = resolve_device(snakemake.params.device)
+setup = load_setup(
+    snakemake.wildcards.setup,
+    snakemake.params.kind,
+    snakemake.input.model,
+    snakemake.input.data,
+    device,
+    examples={"split": examples["split"], "select": "all"},
+)
+record = selection_record(setup, examples)
+log.info(
+    "%s on %s: %d of %d examples of split %s",
+    examples,
+    describe(device),
+    len(record["ids"]),
+    record["n_split"],
+    examples["split"],
+)
+with atomic_path(snakemake.output[0]) as tmp:
+    tmp.write_text(json.dumps(record) + "\n")
+record_provenance(snakemake)
