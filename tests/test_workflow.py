@@ -157,7 +157,7 @@ def test_mini_workflow_attributes_the_tiny_gpt2(mini_run):
     assert metrics["eval"]["token_accuracy"] > 0.3  # far above chance (1 / vocabulary)
     for setup, n_components, methods in (
         ("tiny_gpt2_rows", 2 * (16 + 16 + 16 + 32), {"coar", "loo", "gp", "atp"}),
-        ("tiny_gpt2_heads", 4, {"coar", "loo"}),
+        ("tiny_gpt2_heads", 4, {"coar", "loo", "gp", "atp"}),
     ):
         attributions = Attributions.load(results / "attributions" / setup / "coar.pt")
         assert attributions.weight.shape == (n_components, 12)

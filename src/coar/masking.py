@@ -106,7 +106,9 @@ class MaskedModel:
                 # One (sample, channel) factor per sample: a plain 4-D broadcast, about twice
                 # as fast as a (K, 1, C, 1, 1) one over a (K, E, C, H, W) view (channels-last).
                 keep = self._keep_per_sample[:, group.offset : group.offset + group.size]
-                keep = keep.view(*keep.shape, *([1] * (out.dim() - 2)))
+                # In the output's dtype: a mixed-dtype in-place product (bf16 output, fp32
+                # mask) is a slow, unvectorised loop on the CPU.
+                keep = keep.to(out.dtype).view(*keep.shape, *([1] * (out.dim() - 2)))
                 view = out
             else:  # (K, E, ..., C)
                 keep = self._keep_of(group, out.dtype)
