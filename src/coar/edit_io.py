@@ -7,6 +7,7 @@ import json
 import torch
 
 from coar.atomic import atomic_path
+from coar.device import resolve_device
 from coar.edit_experiments import Split
 from coar.setups import Setup, load_setup
 
@@ -33,6 +34,20 @@ class SetupSplits:
         self.roles = dict(splits or {})
         self.setup: Setup = self.load(self.name_of("test"))
         self.model, self.spec = self.setup.model.eval(), self.setup.spec
+
+    @classmethod
+    def of_rule(cls, smk) -> SetupSplits:
+        """The setup of an edit rule's job: its ``setup`` wildcard, ``kind``, ``device`` and
+        ``edit`` (the experiment's config, with its optional ``splits``) params, and its
+        ``model`` and ``data`` inputs."""
+        return cls(
+            smk.wildcards.setup,
+            smk.params.kind,
+            smk.input.model,
+            smk.input.data,
+            resolve_device(smk.params.device),
+            splits=smk.params.edit.get("splits"),
+        )
 
     def name_of(self, role: str) -> str:
         """The setup's split that plays ``role``."""

@@ -3,7 +3,6 @@
 import torch
 
 from coar.attributions import Attributions
-from coar.device import resolve_device
 from coar.edit_experiments import remove_backdoor
 from coar.edit_io import SetupSplits, save_experiment
 from coar.logs import log_to
@@ -13,14 +12,7 @@ log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 cfg = snakemake.params.edit
 suffix = snakemake.params.suffix  # split suffix of the attacked copies: triggered / attacked
-data = SetupSplits(
-    snakemake.wildcards.setup,
-    snakemake.params.kind,
-    snakemake.input.model,
-    snakemake.input.data,
-    resolve_device(snakemake.params.device),
-    splits=cfg.get("splits"),
-)
+data = SetupSplits.of_rule(snakemake)
 result = remove_backdoor(
     data.setup.name,
     data.model,

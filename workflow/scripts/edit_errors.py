@@ -6,7 +6,6 @@ import torch
 
 from coar.atomic import atomic_path
 from coar.attributions import Attributions
-from coar.device import resolve_device
 from coar.edit_experiments import fix_errors
 from coar.edit_io import SetupSplits, write_csv, write_json
 from coar.logs import log_to
@@ -15,14 +14,7 @@ from coar.provenance import record_provenance
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 cfg = snakemake.params.edit
-data = SetupSplits(
-    snakemake.wildcards.setup,
-    snakemake.params.kind,
-    snakemake.input.model,
-    snakemake.input.data,
-    resolve_device(snakemake.params.device),
-    splits=cfg.get("splits"),
-)
+data = SetupSplits.of_rule(snakemake)
 errors = Attributions.load(snakemake.input.errors)
 # The errors' positions index the split that plays the test role (edits.errors.splits).
 test_split = data.name_of("test")

@@ -3,7 +3,6 @@
 import torch
 
 from coar.attributions import Attributions
-from coar.device import resolve_device
 from coar.edit_experiments import forget_class
 from coar.edit_io import SetupSplits, save_experiment
 from coar.logs import log_to
@@ -13,14 +12,7 @@ log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 cfg = snakemake.params.edit
 target_class = int(snakemake.wildcards.target_class)
-data = SetupSplits(
-    snakemake.wildcards.setup,
-    snakemake.params.kind,
-    snakemake.input.model,
-    snakemake.input.data,
-    resolve_device(snakemake.params.device),
-    splits=cfg.get("splits"),
-)
+data = SetupSplits.of_rule(snakemake)
 attributions = Attributions.load(snakemake.input.attributions)
 examples_split = data.load(attributions.meta["examples"]["split"])
 labels = examples_split.labels.cpu().numpy()[attributions.example_ids]

@@ -3,7 +3,6 @@
 import torch
 
 from coar.attributions import Attributions
-from coar.device import resolve_device
 from coar.edit_experiments import subpopulation_robustness
 from coar.edit_io import SetupSplits, save_experiment
 from coar.logs import log_to
@@ -12,14 +11,7 @@ from coar.provenance import record_provenance
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 cfg = snakemake.params.edit
-data = SetupSplits(
-    snakemake.wildcards.setup,
-    snakemake.params.kind,
-    snakemake.input.model,
-    snakemake.input.data,
-    resolve_device(snakemake.params.device),
-    splits=cfg.get("splits"),
-)
+data = SetupSplits.of_rule(snakemake)
 attributions = Attributions.load(snakemake.input.attributions)
 examples_split = data.load(attributions.meta["examples"]["split"])
 if examples_split.groups is None:
