@@ -1,6 +1,7 @@
 """The ablation stage's speed features and the `coar components` command."""
 
 import copy
+import time
 
 import pytest
 import torch
@@ -10,9 +11,10 @@ from coar.ablate import ablate_rows
 from coar.architectures import architecture, build, random_inputs
 from coar.cli import main
 from coar.components import component_spec, zero_components
-from coar.masking import MaskedModel, ablated_outputs
+from coar.masking import MaskedModel, ablated_outputs, fastest_cpu_batch
 from coar.masks import sample_masks
 from coar.outputs import margin
+from coar.roofline import forward_flops, matmul_peak
 from coar.setups import Setup
 
 
@@ -117,6 +119,38 @@ def test_out_of_memory_of_a_single_sample_is_raised():
     masks = torch.ones(1, len(spec), dtype=torch.bool)
     with pytest.raises(torch.OutOfMemoryError):
         ablated_outputs(MaskedModel(wrapper, spec), setup.inputs, setup.labels, masks, margin)
+
+
+class SlowAbove(torch.nn.Module):
+    """Costs 1 ms per sample up to ``knee`` samples per pass and 4 ms beyond (a batch that
+    no longer fits the caches)."""
+
+    def __init__(self, model, knee):
+        super().__init__()
+        self.model, self.knee, self.sizes = model, knee, []
+
+    def forward(self, x):
+        self.sizes.append(x.shape[0])
+        time.sleep((1e-3 if x.shape[0] <= self.knee else 4e-3) * x.shape[0])
+        return self.model(x)
+
+
+def test_cpu_auto_batch_is_the_fastest_probed_size():
+    setup = tiny_setup()  # 10 examples: probes 10, 20, 40, 80, 160 pairs, then stops
+    wrapper = SlowAbove(setup.model, knee=40)
+    masked = MaskedModel(wrapper, component_spec(wrapper, "conv_filters"))
+    best = fastest_cpu_batch(
+        masked, setup.inputs, setup.labels, margin, largest=1024, min_seconds=0.05
+    )
+    assert best == 40
+    assert sorted(set(wrapper.sizes)) == [10, 20, 40, 80, 160]  # two sizes past the knee
+
+
+def test_roofline_counts_conv_flops_and_measures_a_matmul_peak():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.randn(2, 3, 5, 5)
+    assert forward_flops(lambda: conv(x)) == 2 * 2 * 8 * 5 * 5 * 3 * 3 * 3
+    assert matmul_peak(torch.device("cpu"), torch.float32, size=128, rounds=1) > 1e6
 
 
 @pytest.mark.cuda

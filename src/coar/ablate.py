@@ -4,8 +4,9 @@ Speed: the setup's evaluation examples are preprocessed once and stay on the
 device; each forward pass holds (masks x examples) pairs, every sample masked by
 its own keep-mask (``coar.masking``); convnets run channels-last; CUDA runs under
 bf16 autocast (``precision``); ``compile=True`` compiles the forward pass; the
-batch size is chosen from free GPU memory when ``masks_per_batch="auto"`` and
-halved on out-of-memory. Progress and throughput go to the log.
+batch size is chosen when ``masks_per_batch="auto"`` (from free GPU memory; on a
+CPU, the fastest probed size) and halved on out-of-memory. Progress and throughput
+go to the log.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def ablate_rows(
     """Keep-masks (len(rows), |C|) and outputs (len(rows), N) for the given mask rows.
 
     ``masks_per_batch``: ablated models per forward pass, or ``"auto"`` (fill the
-    GPU; 4,096 pairs per pass on the CPU). ``precision``: ``auto`` (bf16 on CUDA,
-    fp32 on the CPU), ``fp32`` or ``bf16``.
+    GPU; on the CPU, the fastest of a few probed sizes). ``precision``: ``auto``
+    (bf16 on CUDA, fp32 on the CPU), ``fp32`` or ``bf16``.
     """
     rows = np.asarray(rows, dtype=np.int64)
     model = setup.model.eval()

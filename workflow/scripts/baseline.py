@@ -22,7 +22,7 @@ setup = load_setup(
 )
 bf16 = uses_bf16(device, snakemake.params.precision)
 masks_per_batch = snakemake.params.masks_per_batch
-if masks_per_batch == "auto":  # as the ablations: fill the GPU, 4,096 pairs on the CPU
+if masks_per_batch == "auto":  # as the ablations: fill the GPU; the fastest probed size on a CPU
     masked = MaskedModel(setup.model.eval(), setup.spec)
     max_batch = auto_max_batch(masked, setup.inputs, setup.labels, setup.output_fn, bf16)
 else:
