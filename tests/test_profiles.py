@@ -101,3 +101,42 @@ def test_dry_run_through_the_profile_asks_for_gpus_only_for_gpu_rules(tmp_path):
             assert "gpu=1" in resources and "gpu_model=a100" in resources, (rule, resources)
         else:
             assert "gpu" not in resources, (rule, resources)
+
+
+def test_memory_requests_grow_with_the_setup_data(tmp_path):
+    """A job that loads its setup's data asks for memory in proportion to the data file
+    (setup B's is ~16.5 GB), more when it runs on the CPU (float32 images in host memory)."""
+    data = tmp_path / "results" / "mini" / "data" / "mini_digits.npz"
+    model = tmp_path / "results" / "mini" / "models" / "mini_digits.pt"
+    data.parent.mkdir(parents=True)
+    model.parent.mkdir(parents=True)
+    with open(data, "wb") as f:
+        f.truncate(4 * 2**30)  # sparse: 4 GiB on paper, nothing on disk
+    model.touch()
+    later = data.stat().st_mtime + 60
+    os.utime(model, (later, later))  # newer than the data: only the shard is planned
+    requests = {}
+    for device in ("cuda", "cpu"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--directory",
+                str(tmp_path),
+                "--configfile",
+                str(REPO / "config" / "mini.yaml"),
+                "--config",
+                f"device={device}",
+                "-n",
+                "results/mini/ablations/mini_digits/shard_0.npz",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert re.findall(r"^rule (\w+):", result.stdout, re.M) == ["ablate"], result.stdout
+        requests[device] = int(re.search(r"mem_mb=(\d+)", result.stdout)[1])
+    assert requests == {"cuda": 2000 + 1.5 * 4096, "cpu": 2000 + 5 * 4096}

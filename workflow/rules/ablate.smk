@@ -12,7 +12,7 @@ rule ablate:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(2000),
+        mem_mb=data_memory(2000),
         runtime=per_attempt(60),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],

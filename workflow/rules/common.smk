@@ -25,6 +25,22 @@ def per_attempt(base):
     return lambda wildcards, attempt: base * attempt
 
 
+def data_memory(base):
+    """mem_mb of a job that loads its setup's data (input `data`): `base` plus a multiple
+    of the data file's size, grown per attempt like `per_attempt`. The paper setups'
+    files hold uint8 images (setup B: ~16.5 GB) that a job turns into float32 where it
+    runs: 4 bytes per pixel in host memory on the CPU; on a GPU, only the uint8 copy
+    passes through the host."""
+    per_data_mb = 5 if config["device"] == "cpu" else 1.5
+
+    def mem_mb(wildcards, input, attempt):
+        data = Path(input.data)
+        data_mb = data.stat().st_size / 2**20 if data.exists() else 0
+        return int((base + per_data_mb * data_mb) * attempt)
+
+    return mem_mb
+
+
 def code_of(script):
     """Checksums of a workflow script and of the coar modules it imports, directly or
     not. Passed as a param, so that Snakemake reruns the steps whose code changed: it

@@ -21,7 +21,7 @@ rule select_examples:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(4000),
+        mem_mb=data_memory(4000),
         runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
@@ -98,7 +98,7 @@ rule edit_forget:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(2000),
+        mem_mb=data_memory(2000),
         runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
@@ -131,7 +131,7 @@ rule edit_errors:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(2000),
+        mem_mb=data_memory(2000),
         runtime=per_attempt(60),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
@@ -161,7 +161,7 @@ rule edit_subpopulation:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(2000),
+        mem_mb=data_memory(2000),
         runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
@@ -194,7 +194,7 @@ rule edit_backdoor:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(2000),
+        mem_mb=data_memory(2000),
         runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],

@@ -12,7 +12,7 @@ rule evaluation_outputs:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(2000),
+        mem_mb=data_memory(2000),
         runtime=per_attempt(30),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],
@@ -45,7 +45,7 @@ rule baseline:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(2000),
+        mem_mb=data_memory(2000),
         runtime=per_attempt(60),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],

@@ -13,7 +13,7 @@ rule fit:
         "../../envs/coar.yaml"
     threads: 2
     resources:
-        mem_mb=per_attempt(4000),
+        mem_mb=data_memory(4000),
         runtime=per_attempt(60),
     params:
         kind=lambda wildcards: setup_config(wildcards)["kind"],

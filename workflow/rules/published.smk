@@ -22,7 +22,7 @@ rule convert_published_attributions:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(16000),
+        mem_mb=data_memory(16000),
         runtime=per_attempt(30),
     params:
         published=published_config,

@@ -11,22 +11,30 @@ from coar.setups import load_setup
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
+device = resolve_device(snakemake.params.device)
+# The setup gives the component names and example ids; its images are freed before the
+# fit (on the device that runs it: float32 images of setup B would take ~30 GB of host
+# memory on the CPU).
 setup = load_setup(
     snakemake.wildcards.setup,
     snakemake.params.kind,
     snakemake.input.model,
     snakemake.input.data,
-    resolve_device("cpu"),
+    device,
     # an example set; one whose selection depends on the model comes with its record
     examples=with_selected_ids(snakemake.params.get("examples"), snakemake.input.get("ids")),
 )
+name, component_names, example_ids = setup.name, setup.spec.names(), setup.ids()
+del setup
+if device.type == "cuda":
+    torch.cuda.empty_cache()
 attributions = fit_from_beton(
     snakemake.input.beton,
-    component_names=setup.spec.names(),
-    example_ids=setup.ids(),
+    component_names=component_names,
+    example_ids=example_ids,
     fit_config=snakemake.params.fit,
-    meta={"setup": setup.name, "method": "coar", **snakemake.params.ablation},
-    device=resolve_device(snakemake.params.device),
+    meta={"setup": name, "method": "coar", **snakemake.params.ablation},
+    device=device,
 )
 attributions.save(snakemake.output[0])
 record_provenance(snakemake)
