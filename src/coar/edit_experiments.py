@@ -60,6 +60,31 @@ def _best(table: pd.DataFrame, feasible: np.ndarray, objective: str) -> int:
     return int(candidates.index[candidates[objective] == best][0])
 
 
+def _ranked_sweep(model, spec, scores, direction: str, k_max: int, k_step: int, evaluations):
+    """Components in ablation order for ``direction``, and the greedy sweep over k."""
+    order = ablation_order(scores, direction)
+    sweep = greedy_sweep(model, spec, order, sweep_grid(k_max, k_step, len(spec)), evaluations)
+    return order, sweep
+
+
+def _before_after(sweep: pd.DataFrame, chosen: int, columns) -> dict[str, float]:
+    """``<column>_before`` (the unedited model, k = 0) and ``<column>_after`` (the chosen
+    row) for each sweep column."""
+    before, after = sweep.iloc[0], sweep.loc[chosen]
+    return {
+        f"{column}_{when}": float(row[column])
+        for column in columns
+        for when, row in (("before", before), ("after", after))
+    }
+
+
+def _chosen_edit(setup, experiment, direction, order, k, spec, criterion, scores, **details):
+    """The edit that ablates the first ``k`` components of ``order``, with their scores."""
+    ablated = order[:k]
+    details["scores"] = [float(scores[i]) for i in ablated]
+    return Edit(setup, experiment, direction, ablated.tolist(), spec.names(), criterion, details)
+
+
 def _labels_np(split: Split) -> np.ndarray:
     return split.labels.cpu().numpy()
 
@@ -118,13 +143,13 @@ def forget_class(
             f"{(~is_target).sum()} reference examples"
         )
     scores = welch_t(rows[is_target], rows[~is_target])
-    order = ablation_order(scores, "lower")
-    ks = sweep_grid(k_max, k_step, len(spec))
-    sweep = greedy_sweep(
+    order, sweep = _ranked_sweep(
         model,
         spec,
-        order,
-        ks,
+        scores,
+        "lower",
+        k_max,
+        k_step,
         {
             split_name: (split.inputs, class_accuracy_metrics(split.labels, target_class))
             for split_name, split in (("val", val), ("test", test))
@@ -146,27 +171,23 @@ def forget_class(
             "lowest validation accuracy on the class"
         )
     k = int(sweep.loc[chosen, "k"])
-    before, after = sweep.iloc[0], sweep.loc[chosen]
     summary = {
         "setup": setup,
         "target_class": target_class,
         "k": k,
         "n_components": len(spec),
-        **{
-            f"{split}_{metric}_{when}": float(row[f"{split}_{metric}"])
-            for split in ("val", "test")
-            for metric in ("accuracy", "target_accuracy", "others_accuracy")
-            for when, row in (("before", before), ("after", after))
-        },
+        **_before_after(
+            sweep,
+            chosen,
+            [
+                f"{split}_{metric}"
+                for split in ("val", "test")
+                for metric in ("accuracy", "target_accuracy", "others_accuracy")
+            ],
+        ),
     }
-    edit = Edit(
-        setup,
-        "forget",
-        "lower",
-        order[:k].tolist(),
-        spec.names(),
-        criterion,
-        {"target_class": target_class, "scores": [float(scores[i]) for i in order[:k]]},
+    edit = _chosen_edit(
+        setup, "forget", "lower", order, k, spec, criterion, scores, target_class=target_class
     )
     return EditResult(sweep, edit, summary)
 
@@ -226,13 +247,13 @@ def subpopulation_robustness(
         target_groups = [int(names[int(np.argmin(per_group))])]
     is_target = np.isin(groups, target_groups)
     scores = welch_t(rows[is_target], rows[~is_target])
-    order = ablation_order(scores, "raise")
-    ks = sweep_grid(k_max, k_step, len(spec))
-    sweep = greedy_sweep(
+    order, sweep = _ranked_sweep(
         model,
         spec,
-        order,
-        ks,
+        scores,
+        "raise",
+        k_max,
+        k_step,
         {
             "val": (val.inputs, val_metrics),
             "test": (test.inputs, group_metrics(test.labels, test.groups)),
@@ -243,31 +264,35 @@ def subpopulation_robustness(
     ).to_numpy()
     chosen = _best(sweep, feasible, "val_worst_group_accuracy")
     k = int(sweep.loc[chosen, "k"])
-    before, after = sweep.iloc[0], sweep.loc[chosen]
     summary = {
         "setup": setup,
         "target_groups": ",".join(map(str, target_groups)),
         "k": k,
         "n_components": len(spec),
-        **{
-            f"{split}_{metric}_{when}": float(row[f"{split}_{metric}"])
-            for split in ("val", "test")
-            for metric in ("accuracy", "group_average_accuracy", "worst_group_accuracy")
-            for when, row in (("before", before), ("after", after))
-        },
+        **_before_after(
+            sweep,
+            chosen,
+            [
+                f"{split}_{metric}"
+                for split in ("val", "test")
+                for metric in ("accuracy", "group_average_accuracy", "worst_group_accuracy")
+            ],
+        ),
     }
     criterion = (
         "highest validation worst-group accuracy among k with validation average accuracy "
         f"at most {max_accuracy_drop} below the unedited model's"
     )
-    edit = Edit(
+    edit = _chosen_edit(
         setup,
         "subpopulation",
         "raise",
-        order[:k].tolist(),
-        spec.names(),
+        order,
+        k,
+        spec,
         criterion,
-        {"target_groups": list(target_groups), "scores": [float(scores[i]) for i in order[:k]]},
+        scores,
+        target_groups=list(target_groups),
     )
     return EditResult(sweep, edit, summary)
 
@@ -318,8 +343,6 @@ def remove_backdoor(
     if list(triggered_attributions.example_ids) != list(clean_attributions.example_ids):
         raise ValueError("triggered and clean attributions must cover the same (paired) images")
     scores = welch_t(attribution_rows(triggered_attributions), attribution_rows(clean_attributions))
-    order = ablation_order(scores, "raise")
-    ks = sweep_grid(k_max, k_step, len(spec))
 
     def non_target(split: Split) -> Split:
         if target_class is None:
@@ -327,33 +350,28 @@ def remove_backdoor(
         keep = split.labels != target_class
         return Split(split.inputs[keep], split.labels[keep])
 
-    evaluations = {}
-    for name, split in (
-        ("val_clean", val),
-        ("val_triggered", non_target(val_triggered)),
-        ("test_clean", test),
-        ("test_triggered", non_target(test_triggered)),
-    ):
-        metrics = accuracy_only(split.labels)
-        evaluations[name] = (split.inputs, metrics)
-    sweep = greedy_sweep(model, spec, order, ks, evaluations)
+    evaluations = {
+        name: (split.inputs, accuracy_only(split.labels))
+        for name, split in (
+            ("val_clean", val),
+            ("val_triggered", non_target(val_triggered)),
+            ("test_clean", test),
+            ("test_triggered", non_target(test_triggered)),
+        )
+    }
+    order, sweep = _ranked_sweep(model, spec, scores, "raise", k_max, k_step, evaluations)
     feasible = (
         sweep["val_clean_accuracy"] >= sweep["val_clean_accuracy"].iloc[0] - max_clean_drop
     ).to_numpy()
     chosen = _best(sweep, feasible, "val_triggered_accuracy")
     k = int(sweep.loc[chosen, "k"])
-    before, after = sweep.iloc[0], sweep.loc[chosen]
     pairs_clean, pairs_triggered = non_target(test), non_target(test_triggered)
     summary = {
         "setup": setup,
         "k": k,
         "n_components": len(spec),
         "fraction_ablated": k / len(spec),
-        **{
-            f"{split}_accuracy_{when}": float(row[f"{split}_accuracy"])
-            for split in ("val_clean", "val_triggered", "test_clean", "test_triggered")
-            for when, row in (("before", before), ("after", after))
-        },
+        **_before_after(sweep, chosen, [f"{split}_accuracy" for split in evaluations]),
         **{
             f"test_paired_correlation_{when}": paired_output_correlation(
                 model, spec, keep_mask(len(spec), order[:kk]), pairs_clean, pairs_triggered
@@ -365,14 +383,8 @@ def remove_backdoor(
         f"highest validation triggered accuracy among k <= {k_max} with validation "
         f"clean accuracy at most {max_clean_drop} below the unedited model's"
     )
-    edit = Edit(
-        setup,
-        experiment,
-        "raise",
-        order[:k].tolist(),
-        spec.names(),
-        criterion,
-        {"target_class": target_class, "scores": [float(scores[i]) for i in order[:k]]},
+    edit = _chosen_edit(
+        setup, experiment, "raise", order, k, spec, criterion, scores, target_class=target_class
     )
     return EditResult(sweep, edit, summary)
 
