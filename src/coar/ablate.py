@@ -23,6 +23,7 @@ from coar.masking import (
     ablated_outputs,
     auto_max_batch,
     batch_size_of,
+    is_convnet_on_images,
     to_channels_last,
     uses_bf16,
 )
@@ -70,7 +71,7 @@ def ablate_rows(
             min(max_batch, int(masks_per_batch) * n_examples),
             masks_per_batch,
             "bf16 autocast" if bf16 else "fp32",
-            inputs is not setup.inputs,
+            is_convnet_on_images(model, inputs),
             compile,
         )
         start = time.perf_counter()

@@ -305,11 +305,16 @@ def autocast_context(device: torch.device, enabled: bool | None = None):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def is_convnet_on_images(model: nn.Module, inputs: Inputs) -> bool:
+    """A model with 2-D convolutions fed a 4-D image batch: channels-last applies."""
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return has_conv and isinstance(inputs, torch.Tensor) and inputs.dim() == 4
+
+
 def to_channels_last(model: nn.Module, inputs: Inputs) -> Inputs:
     """Channels-last memory format for a convnet and its image batch (faster convs on
     GPUs and with oneDNN on CPUs); other models and inputs are returned unchanged."""
-    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if not has_conv or not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+    if not is_convnet_on_images(model, inputs):
         return inputs
     model.to(memory_format=torch.channels_last)
     return inputs.contiguous(memory_format=torch.channels_last)
