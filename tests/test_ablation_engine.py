@@ -136,14 +136,26 @@ class SlowAbove(torch.nn.Module):
 
 
 def test_cpu_auto_batch_is_the_fastest_probed_size():
-    setup = tiny_setup()  # 10 examples: probes 10, 20, 40, 80, 160 pairs, then stops
+    setup = tiny_setup()  # 10 examples: probes 10, 20, 40, 80, 160 pairs
     wrapper = SlowAbove(setup.model, knee=40)
     masked = MaskedModel(wrapper, component_spec(wrapper, "conv_filters"))
     best = fastest_cpu_batch(
-        masked, setup.inputs, setup.labels, margin, largest=1024, min_seconds=0.05
+        masked, setup.inputs, setup.labels, margin, largest=200, min_seconds=0.05
     )
     assert best == 40
-    assert sorted(set(wrapper.sizes)) == [10, 20, 40, 80, 160]  # two sizes past the knee
+    assert sorted(set(wrapper.sizes)) == [10, 20, 40, 80, 160]
+    # 160: once in the first sweep, twice when timed (the second size past the knee)
+    assert wrapper.sizes.count(160) == 1 + 2
+
+
+def test_cpu_auto_batch_probes_no_size_past_a_slow_pass():
+    setup = tiny_setup()
+    wrapper = SlowAbove(setup.model, knee=0)  # 4 ms per sample: 80 pairs take 0.32 s
+    masked = MaskedModel(wrapper, component_spec(wrapper, "conv_filters"))
+    fastest_cpu_batch(
+        masked, setup.inputs, setup.labels, margin, max_pass_seconds=0.3, min_seconds=0.01
+    )
+    assert max(wrapper.sizes) == 80
 
 
 def test_roofline_counts_conv_flops_and_measures_a_matmul_peak():

@@ -361,7 +361,7 @@ def fastest_cpu_batch(
     autocast: bool | None = None,
     largest: int = 4096,
     smallest: int = 64,
-    min_seconds: float = 0.15,
+    min_seconds: float = 0.2,
     max_pass_seconds: float = 1.0,
 ) -> int:
     """The CPU batch (pairs per forward pass) with the highest measured throughput.
@@ -369,43 +369,53 @@ def fastest_cpu_batch(
     On a CPU, throughput peaks where a layer's activations still fit the caches and
     falls beyond (MiniResNet on 8x8 digits, 2 cores: 18.8k examples/s at 360 pairs,
     11.9k at 2,880). Sizes double from ``smallest`` (or the number of examples, if
-    fewer) up to ``largest``; each is timed over at least ``min_seconds`` of passes
-    (best pass kept, after a warm-up pass), and the largest within 5% of the best rate
-    wins. The probe stops after two sizes in a row below 80% of the best, or once a
-    pass takes over ``max_pass_seconds``, so a large model probes only small batches.
-    Unablated passes, eager (a compiled forward would recompile for every size).
+    fewer) up to ``largest``, or up to the first whose pass takes over
+    ``max_pass_seconds`` (a large model probes only small batches). A first sweep
+    runs each size once: the process's one-time costs and the allocator's adaptation
+    to large buffers distort whatever runs first. A second sweep times each size over
+    at least ``min_seconds`` (best pass kept), stopping after two sizes in a row below
+    80% of the best; the largest size within 5% of the best rate wins. Unablated
+    passes, eager (a compiled forward would recompile for every size).
     """
     n_examples = batch_size_of(inputs)
     keep_all = torch.ones(1, len(masked.spec), dtype=torch.bool, device=labels.device)
-    size = min(smallest, n_examples)
-    rates: dict[int, float] = {}  # pairs per pass -> pairs per second
-    slow_in_a_row = 0
+
+    def batch_of(size: int):
+        examples = min(size, n_examples)
+        keep = keep_all.expand(max(1, size // examples), -1)
+        x = take(inputs, slice(0, examples))
+        return x, keep, _repeat_labels(labels[:examples], keep.shape[0])
+
+    def seconds_of_pass(x, keep, y) -> float:
+        start = time.perf_counter()
+        output_fn(masked(x, keep, eager=True), y)
+        return time.perf_counter() - start
+
+    sizes, size = [], min(smallest, n_examples)
     with autocast_context(labels.device, autocast):
-        while size <= largest:
-            examples = min(size, n_examples)
-            x, y = take(inputs, slice(0, examples)), labels[:examples]
-            keep = keep_all.expand(max(1, size // examples), -1)
-            y = _repeat_labels(y, keep.shape[0])
-            output_fn(masked(x, keep, eager=True), y)  # warm-up: allocations, kernel choice
-            timings: list[float] = []
-            while len(timings) < 2 or sum(timings) < min_seconds:
-                start = time.perf_counter()
-                output_fn(masked(x, keep, eager=True), y)
-                timings.append(time.perf_counter() - start)
-                if timings[-1] > max_pass_seconds:
-                    break
-            rates[y.shape[0]] = rate = y.shape[0] / min(timings)
-            slow_in_a_row = slow_in_a_row + 1 if rate < 0.8 * max(rates.values()) else 0
-            if slow_in_a_row == 2 or max(timings) > max_pass_seconds:
+        while size <= largest:  # first sweep: warm-up, and the sizes worth timing
+            sizes.append(size)
+            if seconds_of_pass(*batch_of(size)) > max_pass_seconds:
                 break
             size *= 2
+        rates: dict[int, float] = {}  # pairs per pass -> pairs per second
+        slow_in_a_row = 0
+        for size in sizes:
+            batch = batch_of(size)
+            timings = [seconds_of_pass(*batch)]
+            while len(timings) < 2 or sum(timings) < min_seconds:
+                timings.append(seconds_of_pass(*batch))
+            rates[batch[2].shape[0]] = rate = batch[2].shape[0] / min(timings)
+            slow_in_a_row = slow_in_a_row + 1 if rate < 0.8 * max(rates.values()) else 0
+            if slow_in_a_row == 2:
+                break
     # Within 5% of the best, the largest: fewer passes, less per-pass overhead (masks,
     # copies) in the real run, and the probe's timings are that noisy.
     best = max(size for size, rate in rates.items() if rate >= 0.95 * max(rates.values()))
     log.info(
         "CPU batch: %d pairs per pass (probed pairs/s: %s)",
         best,
-        {k: round(v) for k, v in rates.items()},
+        {size: round(rate) for size, rate in rates.items()},
     )
     return best
 
