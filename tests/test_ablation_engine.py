@@ -140,7 +140,7 @@ def test_cpu_auto_batch_is_the_fastest_probed_size():
     wrapper = SlowAbove(setup.model, knee=40)
     masked = MaskedModel(wrapper, component_spec(wrapper, "conv_filters"))
     best = fastest_cpu_batch(
-        masked, setup.inputs, setup.labels, margin, largest=200, min_seconds=0.05
+        masked, setup.inputs, setup.labels, margin, largest=200, min_seconds=0.2
     )
     assert best == 40
     assert sorted(set(wrapper.sizes)) == [10, 20, 40, 80, 160]
