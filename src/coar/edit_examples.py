@@ -11,9 +11,9 @@ fit) then attribute the selected examples. Selections:
 - ``misclassified``: every example the (unedited) model gets wrong (at most ``n`` of
   them, chosen at random, if ``n`` is given).
 
-A selection that depends on the model's predictions (`MODEL_SELECTIONS`) can come out
-differently on another device (e.g. TF32 convolutions on a GPU, float32 on the CPU): the
-workflow makes it once (`selection_record`) and every step that needs the examples
+A selection that depends on the model's predictions (`coar.selections.MODEL_SELECTIONS`)
+can come out differently on another device (e.g. TF32 convolutions on a GPU, float32 on
+the CPU): the workflow makes it once (`selection_record`) and every step that needs the examples
 reads that record (`with_selected_ids`: the set's ``ids``, taken as they are).
 
 Two sets with the same selection on splits of the same labels (e.g. a clean
@@ -28,10 +28,8 @@ import json
 import numpy as np
 import torch
 
+from coar.selections import SELECTIONS
 from coar.setups import Setup
-
-SELECTIONS = ("all", "random", "per_class", "per_group", "misclassified")
-MODEL_SELECTIONS = ("misclassified",)  # depend on the model's predictions, not only labels
 
 
 def _sample(rng: np.random.Generator, pool: np.ndarray, n: int, what: str) -> np.ndarray:

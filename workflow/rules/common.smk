@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from coar.provenance import code_digests
+from coar.selections import MODEL_SELECTIONS
 from coar.store import run_id
 
 RESULTS = config["results_dir"].rstrip("/")

@@ -8,8 +8,6 @@ wildcard_constraints:
 
 
 EXAMPLE_SET_RUN_KEYS = ("n_masks", "n_shards")
-# Selections that depend on the model's predictions (coar.edit_examples.MODEL_SELECTIONS).
-MODEL_SELECTIONS = ("misclassified",)
 
 
 def example_set(wildcards):

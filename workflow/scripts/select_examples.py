@@ -1,5 +1,5 @@
 """Select an example set's examples once, where the selection depends on the model's
-predictions (coar.edit_examples.MODEL_SELECTIONS): its ablation shards and its fit read
+predictions (coar.selections.MODEL_SELECTIONS): its ablation shards and its fit read
 the positions recorded here instead of each selecting again on its own device."""
 
 import json
