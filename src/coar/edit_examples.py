@@ -136,3 +136,10 @@ def with_selected_ids(examples: dict | None, record_path=None) -> dict | None:
             "rerun the step that writes it"
         )
     return {**examples, "ids": record["ids"]}
+
+
+def example_set_of_rule(smk) -> dict | None:
+    """A workflow job's example set (its ``examples`` param; None for the setup's own
+    evaluation examples), with the record of its selection (its ``ids`` input) where the
+    selection depends on the model."""
+    return with_selected_ids(smk.params.get("examples"), smk.input.get("ids"))

@@ -108,3 +108,16 @@ def load_setup(
             f"setup {name!r}: the loader of kind {kind!r} does not take a split ({err})"
         ) from err
     return select_examples(setup, examples)
+
+
+def load_setup_of_rule(smk, device: torch.device, examples: dict | None = None) -> Setup:
+    """`load_setup` for a workflow job: its ``setup`` wildcard, ``kind`` param and
+    ``model`` and ``data`` inputs."""
+    return load_setup(
+        smk.wildcards.setup,
+        smk.params.kind,
+        smk.input.model,
+        smk.input.data,
+        device,
+        examples=examples,
+    )

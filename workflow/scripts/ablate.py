@@ -4,26 +4,18 @@ import torch
 
 from coar.ablate import ablate_rows
 from coar.device import describe, resolve_device
-from coar.edit_examples import with_selected_ids
+from coar.edit_examples import example_set_of_rule
 from coar.logs import log_to
 from coar.masks import shard_rows
 from coar.provenance import record_provenance
-from coar.setups import load_setup
+from coar.setups import load_setup_of_rule
 from coar.store import write_shard
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 cfg, run = snakemake.params.ablation, snakemake.params.run
 device = resolve_device(snakemake.params.device)
-setup = load_setup(
-    snakemake.wildcards.setup,
-    snakemake.params.kind,
-    snakemake.input.model,
-    snakemake.input.data,
-    device,
-    # an example set; one whose selection depends on the model comes with its record
-    examples=with_selected_ids(snakemake.params.get("examples"), snakemake.input.get("ids")),
-)
+setup = load_setup_of_rule(snakemake, device, examples=example_set_of_rule(snakemake))
 rows = shard_rows(run["n_rows"], cfg["n_shards"], int(snakemake.wildcards.shard))
 log.info(
     "setup %s on %s: %d components, %d examples, rows %d..%d, alpha %g",

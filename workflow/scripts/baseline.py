@@ -7,19 +7,13 @@ from coar.device import describe, resolve_device
 from coar.logs import log_to
 from coar.masking import MaskedModel, auto_max_batch, uses_bf16
 from coar.provenance import record_provenance
-from coar.setups import load_setup
+from coar.setups import load_setup_of_rule
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 method = snakemake.wildcards.method
 device = resolve_device(snakemake.params.device)
-setup = load_setup(
-    snakemake.wildcards.setup,
-    snakemake.params.kind,
-    snakemake.input.model,
-    snakemake.input.data,
-    device,
-)
+setup = load_setup_of_rule(snakemake, device)
 bf16 = uses_bf16(device, snakemake.params.precision)
 masks_per_batch = snakemake.params.masks_per_batch
 if masks_per_batch == "auto":  # as the ablations: fill the GPU; the fastest probed size on a CPU

@@ -9,19 +9,13 @@ from coar.device import resolve_device
 from coar.evaluate import fresh_mask_rows, stream_mask_keys
 from coar.logs import log_to
 from coar.provenance import record_provenance
-from coar.setups import load_setup
+from coar.setups import load_setup_of_rule
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 cfg = snakemake.params.evaluation
 alpha = float(snakemake.wildcards.alpha)
-setup = load_setup(
-    snakemake.wildcards.setup,
-    snakemake.params.kind,
-    snakemake.input.model,
-    snakemake.input.data,
-    resolve_device(snakemake.params.device),
-)
+setup = load_setup_of_rule(snakemake, resolve_device(snakemake.params.device))
 stream = f"eval/{alpha:g}"
 # Skip any row whose mask is also a training mask (only possible with few components).
 rows = fresh_mask_rows(

@@ -3,11 +3,11 @@
 import torch
 
 from coar.device import resolve_device
-from coar.edit_examples import with_selected_ids
+from coar.edit_examples import example_set_of_rule
 from coar.fit import fit_from_beton
 from coar.logs import log_to
 from coar.provenance import record_provenance
-from coar.setups import load_setup
+from coar.setups import load_setup_of_rule
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -15,15 +15,7 @@ device = resolve_device(snakemake.params.device)
 # The setup gives the component names and example ids; its images are freed before the
 # fit (on the device that runs it: float32 images of setup B would take ~30 GB of host
 # memory on the CPU).
-setup = load_setup(
-    snakemake.wildcards.setup,
-    snakemake.params.kind,
-    snakemake.input.model,
-    snakemake.input.data,
-    device,
-    # an example set; one whose selection depends on the model comes with its record
-    examples=with_selected_ids(snakemake.params.get("examples"), snakemake.input.get("ids")),
-)
+setup = load_setup_of_rule(snakemake, device, examples=example_set_of_rule(snakemake))
 name, component_names, example_ids = setup.name, setup.spec.names(), setup.ids()
 del setup
 if device.type == "cuda":

@@ -11,19 +11,14 @@ from coar.device import describe, resolve_device
 from coar.edit_examples import selection_record
 from coar.logs import log_to
 from coar.provenance import record_provenance
-from coar.setups import load_setup
+from coar.setups import load_setup_of_rule
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 examples = snakemake.params.examples
 device = resolve_device(snakemake.params.device)
-setup = load_setup(
-    snakemake.wildcards.setup,
-    snakemake.params.kind,
-    snakemake.input.model,
-    snakemake.input.data,
-    device,
-    examples={"split": examples["split"], "select": "all"},
+setup = load_setup_of_rule(
+    snakemake, device, examples={"split": examples["split"], "select": "all"}
 )
 record = selection_record(setup, examples)
 log.info(
