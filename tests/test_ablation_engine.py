@@ -158,6 +158,14 @@ def test_cpu_auto_batch_probes_no_size_past_a_slow_pass():
     assert max(wrapper.sizes) == 80
 
 
+def test_cpu_auto_batch_times_nothing_when_the_first_pass_is_slow():
+    setup = tiny_setup()
+    wrapper = SlowAbove(setup.model, knee=0)  # 10 pairs take 40 ms
+    masked = MaskedModel(wrapper, component_spec(wrapper, "conv_filters"))
+    best = fastest_cpu_batch(masked, setup.inputs, setup.labels, margin, max_pass_seconds=0.02)
+    assert best == 10 and wrapper.sizes == [10]  # the warm-up pass only
+
+
 def test_roofline_counts_conv_flops_and_measures_a_matmul_peak():
     conv = torch.nn.Conv2d(3, 8, 3, padding=1)
     x = torch.randn(2, 3, 5, 5)

@@ -370,9 +370,10 @@ def fastest_cpu_batch(
     falls beyond (MiniResNet on 8x8 digits, 2 cores: 18.8k examples/s at 360 pairs,
     11.9k at 2,880). Sizes double from ``smallest`` (or the number of examples, if
     fewer) up to ``largest``, or up to the first whose pass takes over
-    ``max_pass_seconds`` (a large model probes only small batches). A first sweep
-    runs each size once: the process's one-time costs and the allocator's adaptation
-    to large buffers distort whatever runs first. A second sweep times each size over
+    ``max_pass_seconds`` (a large model probes only small batches; if that is the first
+    size, it is the answer, untimed). A first sweep runs each size once: the process's
+    one-time costs and the allocator's adaptation to large buffers distort whatever
+    runs first. A second sweep times each size over
     at least ``min_seconds`` (best pass kept), stopping after two sizes in a row below
     80% of the best; the largest size within 5% of the best rate wins. Unablated
     passes, eager (a compiled forward would recompile for every size).
@@ -398,6 +399,9 @@ def fastest_cpu_batch(
             if seconds_of_pass(*batch_of(size)) > max_pass_seconds:
                 break
             size *= 2
+        if len(sizes) == 1:  # no choice to time (the first size is already slow)
+            log.info("CPU batch: %d pairs per pass (the only size probed)", sizes[0])
+            return sizes[0]  # the first size is min(smallest, n_examples): that many pairs
         rates: dict[int, float] = {}  # pairs per pass -> pairs per second
         slow_in_a_row = 0
         for size in sizes:
