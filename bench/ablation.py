@@ -126,6 +126,10 @@ def lm_mean_margin(output, ids: torch.Tensor) -> torch.Tensor:
     return margins.view(ids.shape[0], -1).mean(1)
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def call(model, inputs):
     return model(**inputs) if isinstance(inputs, dict) else model(inputs)
 
@@ -287,21 +291,19 @@ def main() -> None:
         print(
             f"{name:<26} {rate:14,.1f} {unit_name}/s   {seconds[name]:9.4f} s per mask   "
             f"{achieved / 1e9:9,.1f} GFLOP/s = {fraction:6.1%} of the "
-            f"{str(dtypes[name]).removeprefix('torch.')} matmul peak"
+            f"{dtype_name(dtypes[name])} matmul peak"
         )
     a, b, c = (rates[name] for name in seconds)
     print(f"b/a = {b / a:.3f}   b/c = {b / c:.2f}")
     print(
         f"model: {flops_per_example / 1e6:,.2f} MFLOP per example; measured matmul peaks: "
-        + ", ".join(
-            f"{str(d).removeprefix('torch.')} {p / 1e9:,.0f} GFLOP/s" for d, p in peaks.items()
-        )
+        + ", ".join(f"{dtype_name(d)} {p / 1e9:,.0f} GFLOP/s" for d, p in peaks.items())
     )
     # What the speed-up targets ask of the hardware (issue targets: b/c 2 on CUDA, 3 on CPU).
     needed = [k * c / units * flops_per_example / peaks[ours_dtype] for k in (2, 3)]
     print(
         f"b/c = 2 and 3 need {needed[0]:.0%} and {needed[1]:.0%} of the "
-        f"{str(ours_dtype).removeprefix('torch.')} matmul peak"
+        f"{dtype_name(ours_dtype)} matmul peak"
     )
     work = [m * cfg.paper_n * units for m in cfg.paper_m]
     for name in ("(b) ablated (ours)", "(c) original re-enacted"):
