@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import torch
 
-from coar.architectures import architecture, build, random_inputs
 from coar.components import component_spec, zero_components
 from coar.device import describe, resolve_device
 from coar.masking import (
@@ -50,7 +49,8 @@ from coar.masking import (
 )
 from coar.masks import sample_masks
 from coar.outputs import margin
-from coar.roofline import forward_flops, matmul_peak
+from coar_replication.architectures import architecture, build, random_inputs
+from coar_workflow.roofline import forward_flops, matmul_peak
 
 
 @dataclass(frozen=True)

@@ -36,17 +36,17 @@ from PIL import Image
 
 from coar.ablate import ablate_rows
 from coar.attributions import Attributions
-from coar.edit_clip import (
+from coar.outputs import margin
+from coar.regression import GramStats, least_squares
+from coar_replication.edit_clip import (
     clip_mlp_neurons,
     tiny_clip,
     typographic_attack,
     typographic_splits,
     zero_shot_classifier,
 )
-from coar.edit_experiments import Split, remove_backdoor
-from coar.outputs import margin
-from coar.regression import GramStats, least_squares
-from coar.setups import Setup
+from coar_replication.edit_experiments import Split, remove_backdoor
+from coar_replication.setups import Setup
 
 RESULTS = Path(os.environ.get("COAR_RESULTS", "results/mini"))
 SETUP = os.environ.get("COAR_SETUP", "")
@@ -100,7 +100,7 @@ else:
     def attribute(name, n_masks=40):
         data = split(name)
         setup = Setup("clip", classifier, spec, data.inputs, data.labels, margin)
-        masks, outputs = ablate_rows(setup, seed=0, stream="train", rows=range(n_masks),
+        masks, outputs = ablate_rows(*setup.engine_args(), seed=0, stream="train", rows=range(n_masks),
                                      alpha=0.1, masks_per_batch=8, progress=False)
         stats = GramStats.zeros(len(spec), setup.n_examples)
         stats.update(masks, outputs)

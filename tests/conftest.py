@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from coar.models import MiniResNet
+from coar_replication.models import MiniResNet
 
 
 def randomize_batchnorm(model: torch.nn.Module, generator: torch.Generator) -> None:

@@ -8,14 +8,14 @@ import torch
 from conftest import randomize_batchnorm
 
 from coar.ablate import ablate_rows
-from coar.architectures import architecture, build, random_inputs
-from coar.cli import main
 from coar.components import component_spec, zero_components
 from coar.masking import MaskedModel, ablated_outputs, fastest_cpu_batch
 from coar.masks import sample_masks
 from coar.outputs import margin
-from coar.roofline import forward_flops, matmul_peak
-from coar.setups import Setup
+from coar_replication.architectures import architecture, build, random_inputs
+from coar_replication.setup import Setup
+from coar_workflow.cli import main
+from coar_workflow.roofline import forward_flops, matmul_peak
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_ablate_rows_auto_batch_channels_last_equals_zeroing():
     reference = None
     for masks_per_batch in ("auto", 3):
         masks, outputs = ablate_rows(
-            setup,
+            *setup.engine_args(),
             seed=0,
             stream="test",
             rows=range(7),
@@ -80,8 +80,8 @@ def test_ablate_rows_auto_batch_channels_last_equals_zeroing():
 def test_bf16_precision_is_close_to_fp32():
     setup = tiny_setup()
     kwargs = dict(seed=0, stream="test", rows=range(4), alpha=0.2, progress=False)
-    _, exact = ablate_rows(setup, precision="fp32", **kwargs)
-    _, bf16 = ablate_rows(tiny_setup(), precision="bf16", **kwargs)
+    _, exact = ablate_rows(*setup.engine_args(), precision="fp32", **kwargs)
+    _, bf16 = ablate_rows(*tiny_setup().engine_args(), precision="bf16", **kwargs)
     scale = abs(exact).max()
     assert abs(bf16 - exact).max() < 0.05 * scale
 

@@ -9,7 +9,6 @@ from captum.attr import InternalInfluence, LayerConductance
 from test_masking import ARCHITECTURE_KINDS, tiny
 from torch import nn
 
-from coar.architectures import random_inputs
 from coar.baselines import (
     BASELINES,
     _ExposedAttention,
@@ -19,6 +18,7 @@ from coar.baselines import (
 )
 from coar.components import ComponentSpec, component_spec, zero_components
 from coar.outputs import margin
+from coar_replication.architectures import random_inputs
 
 
 def mlp(dtype=torch.float32):

@@ -10,7 +10,8 @@ from tiny_sources import (
     write_torchvision_weights,
 )
 
-from coar.checkpoints import (
+from coar.components import conv_filters
+from coar_replication.checkpoints import (
     CheckpointError,
     build_architecture,
     import_checkpoint,
@@ -18,8 +19,7 @@ from coar.checkpoints import (
     read_original_pickle,
     save_checkpoint,
 )
-from coar.components import conv_filters
-from coar.datasets import (
+from coar_replication.datasets import (
     DatasetError,
     check_imagenet_set,
     check_imagenet_val,
@@ -28,7 +28,7 @@ from coar.datasets import (
     read_image_beton,
     write_image_beton,
 )
-from coar.real_setups import components_of
+from coar_replication.real_setups import components_of
 
 MINI = dict(format="original_pickle", architecture="cifar_miniresnet", size="tiny", num_classes=10)
 
@@ -163,7 +163,7 @@ def test_imagenet_train_keeps_the_first_files_of_each_class(tmp_path):
 def test_clip_loads_from_a_state_dict_in_openai_layout(tmp_path):
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-    from coar.checkpoints import load_clip
+    from coar_replication.checkpoints import load_clip
 
     torch.manual_seed(0)
     tiny = CLIP(

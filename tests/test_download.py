@@ -6,7 +6,7 @@ import pytest
 from loopback import FileServer
 from test_workflow import MINI, snakemake, write_yaml
 
-from coar.download import DownloadError, download
+from coar_workflow.download import DownloadError, download
 
 BODY = bytes(range(256)) * 4096  # 1 MiB, several read chunks
 

@@ -10,7 +10,6 @@ from scipy import stats
 
 from coar.attributions import Attributions
 from coar.components import conv_filters
-from coar.data import digits_split
 from coar.edit import (
     Edit,
     ablation_order,
@@ -18,21 +17,22 @@ from coar.edit import (
     apply_edit,
     greedy_sweep,
     keep_mask,
-    save_edited_model,
     sweep_grid,
     welch_t,
 )
-from coar.edit_data import backdoor_digits, spurious_digits
-from coar.edit_examples import (
+from coar.outputs import margin
+from coar_replication.checkpoints import save_edited_model
+from coar_replication.data import digits_split
+from coar_replication.edit_data import backdoor_digits, spurious_digits
+from coar_replication.edit_examples import (
     select_examples,
     selected_ids,
     selection_record,
     with_selected_ids,
 )
-from coar.edit_experiments import Split, forget_class
-from coar.models import load_model
-from coar.outputs import margin
-from coar.setups import Setup
+from coar_replication.edit_experiments import Split, forget_class
+from coar_replication.models import load_model
+from coar_replication.setup import Setup
 
 
 def test_welch_t_is_scipys_welch_test():

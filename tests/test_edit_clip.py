@@ -10,7 +10,11 @@ from PIL import Image
 from coar.ablate import ablate_rows
 from coar.attributions import Attributions
 from coar.components import zero_components
-from coar.edit_clip import (
+from coar.masking import MaskedModel
+from coar.masks import sample_masks
+from coar.outputs import margin
+from coar.regression import GramStats, least_squares
+from coar_replication.edit_clip import (
     ZeroShotCLIP,
     attack_labels,
     clip_mlp_neurons,
@@ -19,12 +23,8 @@ from coar.edit_clip import (
     typographic_splits,
     zero_shot_classifier,
 )
-from coar.edit_experiments import Split, remove_backdoor
-from coar.masking import MaskedModel
-from coar.masks import sample_masks
-from coar.outputs import margin
-from coar.regression import GramStats, least_squares
-from coar.setups import Setup
+from coar_replication.edit_experiments import Split, remove_backdoor
+from coar_replication.setup import Setup
 
 CLASSES = ["cat", "dog", "car", "tree"]
 
@@ -74,7 +74,7 @@ def test_typographic_attack_writes_text_and_keeps_size():
 
 def _attributions(setup, n_masks=60):
     masks, outputs = ablate_rows(
-        setup,
+        *setup.engine_args(),
         seed=0,
         stream="train",
         rows=range(n_masks),
@@ -142,8 +142,8 @@ def openai_clip(tmp_path_factory):
 def test_clip_image_transforms_are_open_clips_preprocessing_in_parts(openai_clip):
     import open_clip
 
-    from coar.checkpoints import load_clip
-    from coar.edit_clip import clip_image_transforms
+    from coar_replication.checkpoints import load_clip
+    from coar_replication.edit_clip import clip_image_transforms
 
     model = load_clip(openai_clip[0])
     geometry, to_uint8, normalization = clip_image_transforms(model)
@@ -164,7 +164,7 @@ def test_clip_image_transforms_are_open_clips_preprocessing_in_parts(openai_clip
 def test_typographic_setup_files_load_as_a_zero_shot_clip(openai_clip, tmp_path):
     from open_clip import tokenize
 
-    from coar.edit_clip import load_clip_zero_shot, typographic_setup
+    from coar_replication.edit_clip import load_clip_zero_shot, typographic_setup
 
     path, reference = openai_clip
     rng = np.random.default_rng(0)

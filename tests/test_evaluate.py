@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from coar.attributions import Attributions
-from coar.evaluate import (
+from coar.evaluation import (
     bootstrap_mean_ci,
     check_fresh_masks,
     evaluate_methods,

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from coar.components import component_spec, zero_components
-from coar.lm import (
+from coar.masking import MaskedModel, ablated_outputs
+from coar.masks import sample_masks
+from coar_replication.lm import (
     IGNORE,
     check_right_padded,
     import_hf_gpt2,
@@ -19,9 +21,7 @@ from coar.lm import (
     save_lm,
     tiny_gpt2,
 )
-from coar.masking import MaskedModel, ablated_outputs
-from coar.masks import sample_masks
-from coar.stories import PAD, WordTokenizer, stories, story
+from coar_replication.stories import PAD, WordTokenizer, stories, story
 
 ARCH = dict(n_layer=2, n_head=4, n_embd=16, n_inner=32)
 

@@ -16,8 +16,8 @@ from test_workflow import planned_jobs, write_yaml
 from test_workflow import snakemake as run_snakemake
 
 from coar.attributions import Attributions
-from coar.lm import tiny_gpt2
-from coar.stories import stories
+from coar_replication.lm import tiny_gpt2
+from coar_replication.stories import stories
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 PAPER_CONFIG = yaml.safe_load(PAPER.read_text())

@@ -5,11 +5,11 @@ import torch
 from conftest import randomize_batchnorm
 from torch import nn
 
-from coar.architectures import build, random_inputs
 from coar.components import ComponentSpec, component_spec, conv_filters, zero_components
 from coar.masking import MaskedModel, ablated_outputs
 from coar.masks import sample_masks
 from coar.outputs import margin
+from coar_replication.architectures import build, random_inputs
 
 # (architecture, component kind) pairs of the paper, on small random instances.
 ARCHITECTURE_KINDS = [

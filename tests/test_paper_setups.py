@@ -31,7 +31,7 @@ from tiny_sources import (
 )
 
 from coar.attributions import Attributions
-from coar.datasets import resize_center_crop
+from coar_replication.datasets import resize_center_crop
 
 PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 SMOKE_SETUPS = ["cifar_miniresnet", "imagenet_resnet50", "imagenet_vit"]
@@ -311,7 +311,7 @@ def test_fixing_individual_errors_on_setup_b(smoke_run):
     import torch
 
     from coar.edit import apply_edit
-    from coar.real_setups import load_image_setup
+    from coar_replication.real_setups import load_image_setup
 
     workdir, _, _ = smoke_run
     results = workdir / "results"
@@ -379,8 +379,8 @@ def test_typographic_attacks_on_clip(smoke_run, monkeypatch):
     import torch
     from PIL import Image
 
-    from coar.datasets import read_cifar10
-    from coar.setups import load_setup
+    from coar_replication.datasets import read_cifar10
+    from coar_replication.setups import load_setup
 
     workdir, _, _ = smoke_run
     monkeypatch.chdir(workdir)  # the description names the checkpoint as the workflow does

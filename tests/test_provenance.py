@@ -7,8 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from coar.cli import main
-from coar.provenance import chain, code_digests, format_chain, record_provenance, sidecar_path
+from coar_workflow.cli import main
+from coar_workflow.provenance import (
+    chain,
+    code_digests,
+    format_chain,
+    record_provenance,
+    sidecar_path,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

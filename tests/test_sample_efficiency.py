@@ -4,13 +4,13 @@ import pytest
 
 from coar.fit import validation_rows
 from coar.regression import GramStats
-from coar.sample_efficiency import (
+from coar.store import gather_to_beton, run_id, write_shard
+from coar_replication.sample_efficiency import (
     ablations_needed,
     least_squares_equivalent_m,
     m_grid,
     prefix_statistics,
 )
-from coar.store import gather_to_beton, run_id, write_shard
 
 
 def test_prefix_statistics_equal_statistics_of_the_first_m_rows(tmp_path):

@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from coar.attributions import Attributions
-from coar.provenance import chain
+from coar_workflow.provenance import chain
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slurm_cluster import ACCOUNT, GPU_TYPE, PARTITION, SYSTEM_CONF, SlurmCluster, missing_programs

@@ -3,9 +3,9 @@ import sys
 
 import torch
 
-from coar.data import digits_split
-from coar.models import MiniResNet, load_model, save_model
-from coar.training import accuracy, train_classifier
+from coar_replication.data import digits_split
+from coar_replication.models import MiniResNet, load_model, save_model
+from coar_replication.training import accuracy, train_classifier
 
 
 def tiny_training(seed):
@@ -47,7 +47,7 @@ def test_checkpoint_roundtrip_and_components_command(tmp_path):
     x, y = torch.from_numpy(data["x_test"]), torch.from_numpy(data["y_test"])
     assert accuracy(load_model(path), x, y) == accuracy(model, x, y)
     out = subprocess.run(
-        [sys.executable, "-m", "coar.cli", "components", str(path)],
+        [sys.executable, "-m", "coar_workflow.cli", "components", str(path)],
         capture_output=True,
         text=True,
         check=True,

@@ -17,8 +17,8 @@ import yaml
 
 from coar.attributions import Attributions
 from coar.components import conv_filters
-from coar.models import load_model
-from coar.provenance import chain
+from coar_replication.models import load_model
+from coar_workflow.provenance import chain
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "config" / "mini.yaml"
@@ -366,7 +366,7 @@ def test_library_change_reruns_the_rules_that_use_it(mini_run, workflow_copy):
     assert dry_run_with(workdir, snakefile, small) == {}  # an identical copy: nothing to do
     with open(workflow_copy / "src" / "coar" / "plots.py", "a") as f:
         f.write("\n# changed\n")
-    # Figures 1 and I1 draw with coar.plots; the edit figures do not.
+    # Figures 1 and I1 draw with coar_replication.plots; the edit figures do not.
     assert dry_run_with(workdir, snakefile, small) == {
         "fig1": 1,
         "figI1": 1,
@@ -434,7 +434,7 @@ def test_every_result_has_its_provenance(mini_run):
     fig1 = steps[0].record
     assert fig1["git"]["commit"] and fig1["packages"]["torch"] and fig1["device"]["cpu"]
     text = subprocess.run(
-        [sys.executable, "-m", "coar.cli", "provenance", str(figure)],
+        [sys.executable, "-m", "coar_workflow.cli", "provenance", str(figure)],
         capture_output=True,
         text=True,
         timeout=120,

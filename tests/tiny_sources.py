@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from coar.checkpoints import build_architecture
+from coar_replication.checkpoints import build_architecture
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -244,7 +244,7 @@ def write_original_datamodels(path: Path, p: int, n: int, seed: int = 0, nan: bo
 
 def write_original_image_beton(path: Path, n: int, side: tuple, groups: bool, seed: int = 0):
     """A beton with the original's fields (image, label[, group]) of random images."""
-    from coar.datasets import write_image_beton
+    from coar_replication.datasets import write_image_beton
 
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, *side, 3), dtype=np.uint8)

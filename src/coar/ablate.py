@@ -1,6 +1,6 @@
 """Build component datasets: outputs of many randomly ablated models on every example.
 
-Speed: the setup's evaluation examples are preprocessed once and stay on the
+Speed: the examples are preprocessed once and stay on the
 device; each forward pass holds (masks x examples) pairs, every sample masked by
 its own keep-mask (``coar.masking``); convnets run channels-last; CUDA runs under
 bf16 autocast (``precision``); ``compile=True`` compiles the forward pass; the
@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from coar.components import ComponentSpec
 from coar.masking import (
+    Inputs,
     MaskedModel,
     ablated_outputs,
     auto_max_batch,
@@ -28,13 +31,16 @@ from coar.masking import (
     uses_bf16,
 )
 from coar.masks import sample_masks
-from coar.setups import Setup
 
 log = logging.getLogger(__name__)
 
 
 def ablate_rows(
-    setup: Setup,
+    model: torch.nn.Module,
+    components: ComponentSpec,
+    inputs: Inputs,
+    labels: torch.Tensor,
+    output_fn: Callable,
     *,
     seed: int,
     stream: str,
@@ -44,24 +50,31 @@ def ablate_rows(
     precision: str = "auto",
     compile: bool = False,
     progress: bool = True,
+    desc: str = "ablate",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep-masks (len(rows), |C|) and outputs (len(rows), N) for the given mask rows.
+
+    ``inputs`` (a tensor, or a mapping of tensors passed as keyword arguments) and
+    ``labels`` are on the model's device; ``output_fn(model_output, labels)`` gives one
+    float per example. Mask row i is drawn from (``seed``, ``stream``, i) with a fraction
+    ``alpha`` of the components ablated (`coar.masks.sample_masks`). ``desc`` labels the
+    progress bar.
 
     ``masks_per_batch``: ablated models per forward pass, or ``"auto"`` (fill the
     GPU; on the CPU, the fastest of a few probed sizes). ``precision``: ``auto``
     (bf16 on CUDA, fp32 on the CPU), ``fp32`` or ``bf16``.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    model = setup.model.eval()
-    inputs = to_channels_last(model, setup.inputs)
-    masked = MaskedModel(model, setup.spec, compile=compile)
-    bf16 = uses_bf16(setup.labels.device, precision)
-    masks = sample_masks(seed, stream, rows, len(setup.spec), alpha)
-    outputs = np.empty((len(rows), setup.n_examples), dtype=np.float32)
+    model = model.eval()
+    inputs = to_channels_last(model, inputs)
+    masked = MaskedModel(model, components, compile=compile)
+    bf16 = uses_bf16(labels.device, precision)
+    masks = sample_masks(seed, stream, rows, len(components), alpha)
     n_examples = batch_size_of(inputs)
+    outputs = np.empty((len(rows), n_examples), dtype=np.float32)
     with masked:  # hooks stay installed for the whole run (a compiled graph keeps them)
         if masks_per_batch == "auto":
-            max_batch = auto_max_batch(masked, inputs, setup.labels, setup.output_fn, bf16)
+            max_batch = auto_max_batch(masked, inputs, labels, output_fn, bf16)
             masks_per_batch = max(1, max_batch // n_examples)
         else:
             max_batch = int(masks_per_batch) * n_examples
@@ -78,19 +91,19 @@ def ablate_rows(
         # Logs are files: refresh every few seconds, not on every batch.
         bar = tqdm(
             total=len(rows),
-            desc=f"ablate {setup.name} [{stream}]",
+            desc=desc,
             disable=not progress,
             unit="mask",
             mininterval=5,
         )
         for k0 in range(0, len(rows), masks_per_batch):
-            chunk = torch.from_numpy(masks[k0 : k0 + masks_per_batch]).to(setup.labels.device)
+            chunk = torch.from_numpy(masks[k0 : k0 + masks_per_batch]).to(labels.device)
             outputs[k0 : k0 + len(chunk)] = ablated_outputs(
                 masked,
                 inputs,
-                setup.labels,
+                labels,
                 chunk,
-                setup.output_fn,
+                output_fn,
                 max_batch=max_batch,
                 autocast=bf16,
             ).numpy()
@@ -108,5 +121,9 @@ def ablate_rows(
         len(rows) * n_examples / elapsed,
     )
     if not np.isfinite(outputs).all():
-        raise FloatingPointError(f"non-finite outputs from setup {setup.name!r} [{stream}]")
+        bad = np.flatnonzero(~np.isfinite(outputs).all(axis=1))
+        raise FloatingPointError(
+            f"{desc}: non-finite outputs under mask rows {rows[bad[:10]].tolist()} "
+            f"({len(bad)} of {len(rows)}): check the model and the output function"
+        )
     return masks, outputs

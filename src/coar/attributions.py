@@ -52,6 +52,21 @@ class Attributions:
         """Predicted outputs (K, N) for keep-masks (K, |C|)."""
         return np.asarray(masks, dtype=np.float64) @ self.weight + self.bias
 
+    def top(self, example: int, k: int = 10, *, largest: bool = True) -> list[tuple[str, float]]:
+        """The ``k`` components with the largest (or smallest) weight for one example (its
+        column, 0..N-1), as (component name, weight), strongest first.
+
+        >>> a = Attributions(np.array([[0.5], [-1.0], [2.0]]), np.zeros(1),
+        ...                  ["conv[0]", "conv[1]", "conv[2]"], [0])
+        >>> a.top(0, k=2)
+        [('conv[2]', 2.0), ('conv[0]', 0.5)]
+        """
+        if not 0 <= example < self.weight.shape[1]:
+            raise IndexError(f"example {example} is not in 0..{self.weight.shape[1] - 1}")
+        column = self.weight[:, example]
+        order = np.argsort(-column if largest else column, kind="stable")[:k]
+        return [(self.component_names[i], float(column[i])) for i in order]
+
     def save(self, path) -> None:
         payload = {
             "weight": torch.from_numpy(np.ascontiguousarray(self.weight, dtype=np.float32)),

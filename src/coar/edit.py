@@ -192,19 +192,3 @@ class Edit:
 def apply_edit(model: nn.Module, spec: ComponentSpec, ablated: Sequence[int]) -> nn.Module:
     """Zero the weights of the ablated components in place (the permanent edit)."""
     return zero_components(model, spec, torch.from_numpy(keep_mask(len(spec), ablated)))
-
-
-def save_edited_model(model: nn.Module, edit: Edit, path, **metadata) -> None:
-    """Save the edited weights with the edit's record (what was ablated and why).
-
-    Models of this project keep their architecture arguments (`coar.models`);
-    any other model is saved as its state dict, to be loaded into its own class.
-    """
-    from coar.atomic import atomic_path
-    from coar.models import save_model
-
-    with atomic_path(path) as tmp:
-        if hasattr(model, "config"):
-            save_model(model, tmp, edit=edit.record(), **metadata)
-        else:
-            torch.save({"state_dict": model.state_dict(), "edit": edit.record(), **metadata}, tmp)

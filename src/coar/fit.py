@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from coar.attributions import Attributions
 from coar.regression import (
@@ -125,43 +127,58 @@ def _room_for_three_grams(stats: GramStats) -> bool:
     return 3 * gram_bytes + 4 * stats.xty.numel() * stats.xty.element_size() < 0.9 * total
 
 
-def accumulate_beton(
-    beton_path, is_val: np.ndarray, p: int, targets: slice, n_targets: int, device, batch_size: int
+def accumulate(
+    batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    is_val: np.ndarray,
+    p: int,
+    targets: slice,
+    n_targets: int,
+    device,
+    source: str = "component dataset",
+    progress: bool = False,
 ) -> tuple[GramStats, GramStats]:
-    """One pass over the beton: statistics of the training and the validation rows."""
+    """One pass over (masks, outputs, row index) batches: statistics of the training and
+    the validation rows."""
     width = len(range(*targets.indices(n_targets)))
     train, val = GramStats.zeros(p, width, device), GramStats.zeros(p, width, device)
-    for masks, outputs, idx in iter_beton(beton_path, batch_size=batch_size):
+    bar = tqdm(total=len(is_val), desc=f"fit: reading {source}", unit="row", disable=not progress)
+    for masks, outputs, idx in batches:
         if masks.shape[1] != p or outputs.shape[1] != n_targets:
             raise ValueError(
-                f"{beton_path}: rows have {masks.shape[1]} components x {outputs.shape[1]} "
-                f"examples, the setup has {p} x {n_targets}"
+                f"{source}: rows have {masks.shape[1]} components x {outputs.shape[1]} "
+                f"examples, expected {p} x {n_targets}"
             )
         held_out = is_val[idx]
         outputs = outputs[:, targets]
         train.update(masks[~held_out], outputs[~held_out])
         if held_out.any():
             val.update(masks[held_out], outputs[held_out])
+        bar.update(len(idx))
+    bar.close()
     return train, val
 
 
-def fit_from_beton(
-    beton_path,
+def fit_from_batches(
+    batches: Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]],
+    n_rows: int,
     *,
     component_names: list[str],
     example_ids: list[int],
     fit_config: dict,
     meta: dict,
-    batch_size: int = 4096,
     device="cpu",
+    source: str = "component dataset",
+    progress: bool = False,
 ) -> Attributions:
-    """Fit every example's linear model from a component dataset (FFCV beton).
+    """Fit every example's linear model from a component dataset of ``n_rows`` rows.
 
-    With ``fit_config["target_chunk"]`` set, examples are fitted that many at a time,
-    one pass over the beton each, so that X^T Y (|C| x chunk) bounds the memory.
+    ``batches()`` starts a pass over the rows: (keep-masks, outputs, row indices)
+    batches, every row once. ``fit_config`` holds ``solver`` (one of `SOLVERS`),
+    ``val_fraction`` and ``seed`` (the held-out rows), and optionally ``lambda_grid``,
+    the lasso settings and ``target_chunk``: examples are then fitted that many at a
+    time, one pass each, so that X^T Y (|C| x chunk) bounds the memory.
     """
     device = torch.device(device)
-    n_rows = beton_length(beton_path)
     is_val = validation_rows(n_rows, fit_config["val_fraction"], fit_config["seed"])
     p, n = len(component_names), len(example_ids)
     chunk = fit_config.get("target_chunk") or n
@@ -170,9 +187,11 @@ def fit_from_beton(
     for first in range(0, n, chunk):
         targets = slice(first, min(first + chunk, n))
         start = time.perf_counter()
-        train, val = accumulate_beton(beton_path, is_val, p, targets, n, device, batch_size)
+        train, val = accumulate(
+            batches(), is_val, p, targets, n, device, source=source, progress=progress
+        )
         if train.n + val.n != n_rows:
-            raise ValueError(f"{beton_path}: read {train.n + val.n} rows, header says {n_rows}")
+            raise ValueError(f"{source}: read {train.n + val.n} rows, expected {n_rows}")
         n_train, n_val = train.n, val.n
         log.info(
             "examples %d..%d: streamed %d rows (%d train, %d validation) on %s in %.2f s",
@@ -219,4 +238,15 @@ def fit_from_beton(
             "val_corr": [float(c) for c in val_corr],
             **diagnostics,
         },
+    )
+
+
+def fit_from_beton(beton_path, *, batch_size: int = 4096, **kwargs) -> Attributions:
+    """`fit_from_batches` over a gathered component dataset (FFCV beton, see
+    `coar.store`); keyword arguments as there."""
+    return fit_from_batches(
+        lambda: iter_beton(beton_path, batch_size=batch_size),
+        beton_length(beton_path),
+        source=str(beton_path),
+        **kwargs,
     )

@@ -94,6 +94,20 @@ def check_shards(paths: Sequence, run: dict) -> list[dict[str, np.ndarray]]:
     return shards
 
 
+def iter_shards(
+    paths: Sequence, run: dict, batch_size: int = 4096
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Stream (masks bool, outputs float32, row indices) batches from checked shards of
+    `run`, in row order: the same batches as `iter_beton` over their gathered beton."""
+    shards = check_shards(paths, run)
+    order = np.argsort(np.concatenate([s["rows"] for s in shards]), kind="stable")
+    masks = np.concatenate([s["masks"] for s in shards])[order]
+    outputs = np.concatenate([s["outputs"] for s in shards])[order]
+    for start in range(0, run["n_rows"], batch_size):
+        stop = min(start + batch_size, run["n_rows"])
+        yield masks[start:stop], outputs[start:stop], np.arange(start, stop, dtype=np.int64)
+
+
 def gather_to_beton(paths: Sequence, run: dict, beton_path, num_workers: int = 1) -> None:
     """Write the checked shards of `run` as one FFCV beton, ordered by row index."""
     from ffcv.fields import IntField, NDArrayField

@@ -5,8 +5,8 @@ from pathlib import Path
 # Workflow scripts import the library from the repository even when it is not installed.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from coar.provenance import code_digests
-from coar.selections import MODEL_SELECTIONS
+from coar_workflow.provenance import code_digests
+from coar_replication.selections import MODEL_SELECTIONS
 from coar.store import run_id
 
 RESULTS = config["results_dir"].rstrip("/")

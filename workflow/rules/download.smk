@@ -1,5 +1,5 @@
 # One download rule per file in config key `downloads`: resumable, retried, atomic, and
-# checked twice against the pinned digest (by coar.download before the file gets its
+# checked twice against the pinned digest (by coar_workflow.download before the file gets its
 # name, and by Snakemake's ensure() afterwards).
 for _name, _entry in DOWNLOADS.items():
 

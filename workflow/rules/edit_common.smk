@@ -21,7 +21,7 @@ def example_set(wildcards):
 
 
 def example_selection(wildcards):
-    """What selects the set's examples (split, rule, seed...): passed to coar.setups.load_setup."""
+    """What selects the set's examples (split, rule, seed...): passed to coar_replication.setups.load_setup."""
     return {
         k: v for k, v in example_set(wildcards).items() if k not in EXAMPLE_SET_RUN_KEYS
     }

@@ -2,14 +2,11 @@
 
 import torch
 
-from coar.ablate import ablate_rows
 from coar.device import describe, resolve_device
-from coar.edit_examples import example_set_of_rule
-from coar.logs import log_to
 from coar.masks import shard_rows
-from coar.provenance import record_provenance
-from coar.setups import load_setup_of_rule
-from coar.store import write_shard
+from coar_workflow.jobs import example_set_of_rule, load_setup_of_rule
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -27,15 +24,14 @@ log.info(
     rows.stop - 1,
     run["alpha"],
 )
-masks, outputs = ablate_rows(
-    setup,
+attribution_run = setup.attribution_run(
+    n_masks=run["n_rows"],
+    alpha=run["alpha"],
     seed=run["seed"],
     stream=run["stream"],
-    rows=rows,
-    alpha=run["alpha"],
     masks_per_batch=cfg["masks_per_batch"],
     precision=cfg["precision"],  # the schema fills in defaults
     compile=cfg["compile"],
 )
-write_shard(snakemake.output[0], rows, masks, outputs, run)
+attribution_run.ablate(int(snakemake.wildcards.shard), cfg["n_shards"], path=snakemake.output[0])
 record_provenance(snakemake)

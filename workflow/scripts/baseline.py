@@ -4,10 +4,10 @@ import torch
 
 from coar.baselines import compute_baseline
 from coar.device import describe, resolve_device
-from coar.logs import log_to
 from coar.masking import MaskedModel, auto_max_batch, uses_bf16
-from coar.provenance import record_provenance
-from coar.setups import load_setup_of_rule
+from coar_workflow.jobs import load_setup_of_rule
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -32,11 +32,7 @@ log.info(
 )
 attributions = compute_baseline(
     method,
-    setup.model,
-    setup.spec,
-    setup.inputs,
-    setup.labels,
-    setup.output_fn,
+    *setup.engine_args(),
     n_steps=snakemake.params.evaluation["integration_steps"],
     max_batch=max_batch,
     autocast=bf16,

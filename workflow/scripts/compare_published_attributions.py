@@ -2,9 +2,9 @@
 
 from coar.atomic import atomic_path
 from coar.attributions import Attributions
-from coar.logs import log_to
-from coar.provenance import record_provenance
-from coar.published import compare_published, figure_published_comparison
+from coar_replication.published import compare_published, figure_published_comparison
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.evaluation

@@ -3,10 +3,10 @@
 import numpy as np
 
 from coar.attributions import from_original_datamodels
-from coar.checkpoints import load_checkpoint
-from coar.logs import log_to
-from coar.provenance import record_provenance
-from coar.real_setups import components_of
+from coar_replication.checkpoints import load_checkpoint
+from coar_replication.real_setups import components_of
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.published

@@ -3,9 +3,9 @@
 import json
 
 from coar.atomic import atomic_path
-from coar.download import download
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_workflow.download import download
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 entry = snakemake.params.entry

@@ -5,8 +5,8 @@ import json
 import pandas as pd
 
 from coar.atomic import atomic_path
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 rows = []

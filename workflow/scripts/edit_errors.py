@@ -6,10 +6,10 @@ import torch
 
 from coar.atomic import atomic_path
 from coar.attributions import Attributions
-from coar.edit_experiments import fix_errors
-from coar.edit_io import SetupSplits, write_csv, write_json
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.edit_experiments import fix_errors
+from coar_workflow.edit_io import SetupSplits, write_csv, write_json
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

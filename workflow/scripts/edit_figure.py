@@ -4,10 +4,10 @@ import json
 
 import pandas as pd
 
-from coar.edit_io import write_csv
-from coar.edit_plots import FIGURES, figure_table
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.edit_plots import FIGURES, figure_table
+from coar_workflow.edit_io import write_csv
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 paths = list(snakemake.input)

@@ -3,10 +3,10 @@
 import torch
 
 from coar.attributions import Attributions
-from coar.edit_experiments import subpopulation_robustness
-from coar.edit_io import SetupSplits, save_experiment
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.edit_experiments import subpopulation_robustness
+from coar_workflow.edit_io import SetupSplits, save_experiment
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -4,9 +4,9 @@ import numpy as np
 
 from coar.atomic import atomic_path
 from coar.attributions import Attributions
-from coar.evaluate import check_fresh_masks, evaluate_methods, training_mask_keys
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar.evaluation import check_fresh_masks, evaluate_methods, training_mask_keys
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.evaluation

@@ -3,13 +3,12 @@
 import numpy as np
 import torch
 
-from coar.ablate import ablate_rows
 from coar.atomic import atomic_path
 from coar.device import resolve_device
-from coar.evaluate import fresh_mask_rows, stream_mask_keys
-from coar.logs import log_to
-from coar.provenance import record_provenance
-from coar.setups import load_setup_of_rule
+from coar.evaluation import fresh_mask_rows, stream_mask_keys
+from coar_workflow.jobs import load_setup_of_rule
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -27,16 +26,16 @@ rows = fresh_mask_rows(
     exclude=stream_mask_keys(snakemake.params.training_run, len(setup.spec)),
 )
 log.info("%d fresh masks, %d rows of %s skipped", len(rows), rows[-1] + 1 - len(rows), stream)
-masks, outputs = ablate_rows(
-    setup,
+attribution_run = setup.attribution_run(
+    n_masks=cfg["n_masks"],
+    alpha=alpha,
     seed=cfg["seed"],
     stream=stream,
-    rows=rows,
-    alpha=alpha,
     masks_per_batch=snakemake.params.masks_per_batch,
     precision=snakemake.params.precision,
     compile=snakemake.params.compile,
 )
+masks, outputs = attribution_run.ablate_rows(rows)
 with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:
     np.savez(f, alpha=alpha, masks=masks, outputs=outputs, rows=rows)
 record_provenance(snakemake)

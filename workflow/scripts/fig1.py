@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 
 from coar.attributions import Attributions
-from coar.logs import log_to
-from coar.plots import EvaluationPanel, figure_evaluating_coar
-from coar.provenance import record_provenance
+from coar_replication.plots import EvaluationPanel, figure_evaluating_coar
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 panels = []

@@ -3,11 +3,10 @@
 import torch
 
 from coar.device import resolve_device
-from coar.edit_examples import example_set_of_rule
 from coar.fit import fit_from_beton
-from coar.logs import log_to
-from coar.provenance import record_provenance
-from coar.setups import load_setup_of_rule
+from coar_workflow.jobs import example_set_of_rule, load_setup_of_rule
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

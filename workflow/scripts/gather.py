@@ -1,8 +1,8 @@
 """Gather complete ablation shards of one run into one FFCV beton."""
 
-from coar.logs import log_to
-from coar.provenance import record_provenance
 from coar.store import gather_to_beton
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 run = snakemake.params.run

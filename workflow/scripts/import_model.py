@@ -1,8 +1,8 @@
-"""Import a published checkpoint into our weights-only format (see coar.checkpoints)."""
+"""Import a published checkpoint into our weights-only format (see coar_replication.checkpoints)."""
 
-from coar.checkpoints import import_checkpoint, save_checkpoint
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.checkpoints import import_checkpoint, save_checkpoint
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.model

@@ -3,9 +3,9 @@
 import numpy as np
 
 from coar.atomic import atomic_path
-from coar.logs import log_to
-from coar.provenance import record_provenance
-from coar.stories import WordTokenizer, stories
+from coar_replication.stories import WordTokenizer, stories
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.corpus

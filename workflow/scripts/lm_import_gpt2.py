@@ -1,8 +1,8 @@
 """Hugging Face GPT-2 files (config.json, model.safetensors) -> our weights-only checkpoint."""
 
-from coar.lm import import_hf_gpt2, save_lm
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.lm import import_hf_gpt2, save_lm
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 model = import_hf_gpt2(snakemake.input.config, snakemake.input.weights)

@@ -5,9 +5,9 @@ import numpy as np
 
 from coar.atomic import atomic_path
 from coar.components import component_spec
-from coar.lm import load_lm, save_lm
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.lm import load_lm, save_lm
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 components = snakemake.params.components

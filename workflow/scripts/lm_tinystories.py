@@ -3,9 +3,9 @@
 import numpy as np
 
 from coar.atomic import atomic_path
-from coar.lm import read_tinystories, tokenize_gpt2
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.lm import read_tinystories, tokenize_gpt2
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.stories

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from coar.atomic import atomic_path
-from coar.lm import lm_metrics, save_lm, tiny_gpt2, train_lm
-from coar.logs import log_to
-from coar.provenance import record_provenance
-from coar.stories import WordTokenizer
+from coar_replication.lm import lm_metrics, save_lm, tiny_gpt2, train_lm
+from coar_replication.stories import WordTokenizer
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

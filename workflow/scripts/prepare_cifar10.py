@@ -1,8 +1,8 @@
 """One split of CIFAR-10 (from the dataset's python tarball) as an FFCV beton."""
 
-from coar.datasets import read_cifar10, write_image_beton
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.datasets import read_cifar10, write_image_beton
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 split = snakemake.params.split

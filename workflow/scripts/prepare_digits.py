@@ -3,9 +3,9 @@
 import numpy as np
 
 from coar.atomic import atomic_path
-from coar.edit_data import prepare_digits
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.edit_data import prepare_digits
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 arrays = prepare_digits(snakemake.params.data)

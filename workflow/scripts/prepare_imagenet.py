@@ -1,9 +1,9 @@
 """ImageNet val or train as an FFCV beton: Resize + CenterCrop (torchvision's evaluation
 transform); train keeps the first per_class images of each class."""
 
-from coar.datasets import imagenet_set_files, resize_center_crop, write_image_beton
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.datasets import imagenet_set_files, resize_center_crop, write_image_beton
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.imagenet

@@ -1,8 +1,8 @@
 """The provenance of a figure, readable, for the report (same text as `coar provenance`)."""
 
 from coar.atomic import atomic_path
-from coar.logs import log_to
-from coar.provenance import chain, format_chain, record_provenance
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import chain, format_chain, record_provenance
 
 log = log_to(snakemake.log[0])
 steps = chain(snakemake.input[0])

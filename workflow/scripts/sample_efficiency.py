@@ -4,9 +4,9 @@ import torch
 
 from coar.atomic import atomic_path
 from coar.device import resolve_device
-from coar.logs import log_to
-from coar.provenance import record_provenance
-from coar.sample_efficiency import m_grid, sample_efficiency
+from coar_replication.sample_efficiency import m_grid, sample_efficiency
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -3,13 +3,13 @@
 import pandas as pd
 
 from coar.atomic import atomic_path
-from coar.logs import log_to
-from coar.provenance import record_provenance
-from coar.sample_efficiency import (
+from coar_replication.sample_efficiency import (
     ablations_needed,
     least_squares_equivalent_m,
     plot_sample_efficiency,
 )
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 tables = {

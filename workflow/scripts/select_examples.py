@@ -1,5 +1,5 @@
 """Select an example set's examples once, where the selection depends on the model's
-predictions (coar.selections.MODEL_SELECTIONS): its ablation shards and its fit read
+predictions (coar_replication.selections.MODEL_SELECTIONS): its ablation shards and its fit read
 the positions recorded here instead of each selecting again on its own device."""
 
 import json
@@ -8,10 +8,10 @@ import torch
 
 from coar.atomic import atomic_path
 from coar.device import describe, resolve_device
-from coar.edit_examples import selection_record
-from coar.logs import log_to
-from coar.provenance import record_provenance
-from coar.setups import load_setup_of_rule
+from coar_replication.edit_examples import selection_record
+from coar_workflow.jobs import load_setup_of_rule
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from coar.atomic import atomic_path
-from coar.logs import log_to
-from coar.models import MiniResNet, save_model
-from coar.provenance import record_provenance
-from coar.training import accuracy, train_classifier
+from coar_replication.models import MiniResNet, save_model
+from coar_replication.training import accuracy, train_classifier
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

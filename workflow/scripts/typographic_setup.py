@@ -1,15 +1,15 @@
 """A zero-shot CLIP setup against typographic attacks (paper 5.5): the classifier's
 description and CIFAR-10 images upscaled to CLIP's input, with and without the name of a
-wrong class written on them (coar.edit_clip.typographic_setup)."""
+wrong class written on them (coar_replication.edit_clip.typographic_setup)."""
 
 import numpy as np
 import torch
 
 from coar.atomic import atomic_path
-from coar.datasets import read_cifar10, select_every
-from coar.edit_clip import PROMPT, typographic_setup
-from coar.logs import log_to
-from coar.provenance import record_provenance
+from coar_replication.datasets import read_cifar10, select_every
+from coar_replication.edit_clip import PROMPT, typographic_setup
+from coar_workflow.logs import log_to
+from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 cfg = snakemake.params.clip

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from coar.models import MiniResNet
+from coar_replication.models import MiniResNet
 
 
 @dataclass(frozen=True)

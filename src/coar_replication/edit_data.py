@@ -1,7 +1,7 @@
 """Digits variants for the Coar-Edit experiments of the embedded default.
 
 All functions take and return the split dictionaries of
-`coar.data.digits_split` (standardised float32 images ``x_<split>``, labels
+`coar_replication.data.digits_split` (standardised float32 images ``x_<split>``, labels
 ``y_<split>``) and are deterministic given their seed:
 
 - `noisy_digits`: pixel noise makes the task hard enough for a model to make
@@ -115,7 +115,7 @@ def backdoor_digits(
 
 def prepare_digits(cfg: dict) -> dict[str, np.ndarray]:
     """The data of one digits setup from its config block (see the config schema)."""
-    from coar.data import digits_split
+    from coar_replication.data import digits_split
 
     arrays = digits_split(cfg["test_fraction"], cfg["split_seed"], cfg.get("val_fraction", 0.0))
     if "noise_std" in cfg:

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from coar.atomic import atomic_path  # noqa: E402
-from coar.evaluate import per_example_correlation  # noqa: E402
+from coar.evaluation import per_example_correlation  # noqa: E402
 
 METHOD_LABELS = {
     "coar": "Coar",

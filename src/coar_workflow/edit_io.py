@@ -8,8 +8,9 @@ import torch
 
 from coar.atomic import atomic_path
 from coar.device import resolve_device
-from coar.edit_experiments import Split
-from coar.setups import Setup, load_setup
+from coar_replication.edit_experiments import Split
+from coar_replication.setup import Setup
+from coar_replication.setups import load_setup
 
 
 class SetupSplits:
@@ -75,7 +76,7 @@ def write_csv(table, path) -> None:
 
 def check_edited_accuracy(edited: torch.nn.Module, split: Split, expected: float) -> float:
     """The zeroed-weights model must reproduce the sweep's (masked) accuracy exactly."""
-    from coar.training import accuracy
+    from coar_replication.training import accuracy
 
     measured = accuracy(edited, split.inputs, split.labels)
     if abs(measured - expected) > 0.5 / len(split.labels):
@@ -89,7 +90,8 @@ def check_edited_accuracy(edited: torch.nn.Module, split: Split, expected: float
 def save_experiment(result, data: SetupSplits, outputs, accuracy_key: str) -> None:
     """Write an experiment's sweep and summary, apply its edit permanently, check that the
     zeroed-weights model reproduces the sweep's test accuracy, and save it with its record."""
-    from coar.edit import apply_edit, save_edited_model
+    from coar.edit import apply_edit
+    from coar_replication.checkpoints import save_edited_model
 
     write_csv(result.sweep, outputs.sweep)
     write_json(result.summary, outputs.summary)

@@ -1,4 +1,4 @@
-"""The ways an example set selects its examples (`coar.edit_examples`), without torch, so
+"""The ways an example set selects its examples (`coar_replication.edit_examples`), without torch, so
 that the workflow can read them while it builds its graph."""
 
 SELECTIONS = ("all", "random", "per_class", "per_group", "misclassified")

@@ -11,7 +11,7 @@ fit) then attribute the selected examples. Selections:
 - ``misclassified``: every example the (unedited) model gets wrong (at most ``n`` of
   them, chosen at random, if ``n`` is given).
 
-A selection that depends on the model's predictions (`coar.selections.MODEL_SELECTIONS`)
+A selection that depends on the model's predictions (`coar_replication.selections.MODEL_SELECTIONS`)
 can come out differently on another device (e.g. TF32 convolutions on a GPU, float32 on
 the CPU): the workflow makes it once (`selection_record`) and every step that needs the examples
 reads that record (`with_selected_ids`: the set's ``ids``, taken as they are).
@@ -28,8 +28,8 @@ import json
 import numpy as np
 import torch
 
-from coar.selections import SELECTIONS
-from coar.setups import Setup
+from coar_replication.selections import SELECTIONS
+from coar_replication.setup import Setup
 
 
 def _sample(rng: np.random.Generator, pool: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -136,10 +136,3 @@ def with_selected_ids(examples: dict | None, record_path=None) -> dict | None:
             "rerun the step that writes it"
         )
     return {**examples, "ids": record["ids"]}
-
-
-def example_set_of_rule(smk) -> dict | None:
-    """A workflow job's example set (its ``examples`` param; None for the setup's own
-    evaluation examples), with the record of its selection (its ``ids`` input) where the
-    selection depends on the model."""
-    return with_selected_ids(smk.params.get("examples"), smk.input.get("ids"))

@@ -12,11 +12,11 @@
   description of the zero-shot classifier and paired clean / attacked images, upscaled
   with open_clip's preprocessing for the checkpoint's input size.
 - The paper config uses OpenAI's CLIP ViT-B/16 checkpoint, downloaded by the workflow
-  (description key ``openai_checkpoint``, loaded by `coar.checkpoints.load_clip`); tests
+  (description key ``openai_checkpoint``, loaded by `coar_replication.checkpoints.load_clip`); tests
   and the CPU stand-in use `tiny_clip`, the same open_clip architecture with a few
   random-weight layers, or a tiny state dict in OpenAI's layout.
 
-The edit itself is `coar.edit_experiments.remove_backdoor` with attacked images as
+The edit itself is `coar_replication.edit_experiments.remove_backdoor` with attacked images as
 targets and the same images without the text as references (``target_class=None``).
 """
 
@@ -198,7 +198,7 @@ def typographic_setup(
     images, uint8, without and with the name of a wrong class written on them;
     ``ids_<split>`` their positions in ``images``.
     """
-    from coar.checkpoints import load_clip
+    from coar_replication.checkpoints import load_clip
 
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) and not 0 <= labels.min() <= labels.max() < len(class_names):
@@ -233,7 +233,7 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
 
     - ``openai_checkpoint``: the path of OpenAI's checkpoint file (the paper config's, from
       its download rule, relative to the workflow's working directory;
-      `coar.checkpoints.load_clip`), with open_clip's tokenizer at the model's context length;
+      `coar_replication.checkpoints.load_clip`), with open_clip's tokenizer at the model's context length;
     - ``open_clip`` (``model_name``, ``pretrained``): weights from open_clip's own cache;
     - ``tiny`` (``seed``): the random-weight stand-in.
 
@@ -242,7 +242,7 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
     `typographic_setup`) are normalised with the description's ``normalization``.
     """
     from coar.outputs import margin
-    from coar.setups import Setup
+    from coar_replication.setup import Setup
 
     description = torch.load(model_path, map_location="cpu", weights_only=True)
     if "tiny" in description:
@@ -250,7 +250,7 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
     elif "openai_checkpoint" in description:
         from open_clip.tokenizer import SimpleTokenizer
 
-        from coar.checkpoints import load_clip
+        from coar_replication.checkpoints import load_clip
 
         clip_model = load_clip(description["openai_checkpoint"])
         tokenizer = SimpleTokenizer(context_length=clip_model.context_length)
@@ -271,7 +271,7 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
                 f"{data_path}: split {split!r} holds uint8 images, but {model_path} has no "
                 "normalization to apply to them"
             )
-        from coar.real_setups import normalized_images
+        from coar_replication.real_setups import normalized_images
 
         inputs = normalized_images(images, description["normalization"], device)
     else:

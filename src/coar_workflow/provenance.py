@@ -34,7 +34,9 @@ from coar.atomic import atomic_path
 SIDECAR_SUFFIX = ".provenance.json"
 FORMAT = 1
 CHUNK = 1 << 20
-PACKAGE = "coar"
+PACKAGE = "coar"  # the distribution
+# Its import packages: the library, the replication and the workflow glue.
+PACKAGES = ("coar", "coar_replication", "coar_workflow")
 
 
 # -- code digests (staleness) --------------------------------------------------------
@@ -51,7 +53,8 @@ def _module_file(src: Path, module: str) -> Path | None:
 
 
 def _imported_modules(path: Path, module: str | None) -> set[str]:
-    """`coar` modules imported anywhere in `path` (function-level imports included)."""
+    """Modules of our packages imported anywhere in `path` (function-level imports
+    included)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = (module or "").rsplit(".", 1)[0] if path.name != "__init__.py" else module
     found: set[str] = set()
@@ -67,7 +70,7 @@ def _imported_modules(path: Path, module: str | None) -> set[str]:
                 base = node.module or ""
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)  # `from coar import x`
-    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
+    return {m for m in found if m.split(".")[0] in PACKAGES}
 
 
 @cache
@@ -76,7 +79,9 @@ def _code_digests(script: Path, src: Path, stamp: tuple) -> dict[str, str]:
     todo, seen = [(script, None)], set()
     while todo:
         path, module = todo.pop()
-        for name in sorted(_imported_modules(path, module) | {PACKAGE}):
+        imported = _imported_modules(path, module)
+        # A package's __init__ runs on any import of one of its modules.
+        for name in sorted(imported | {m.split(".")[0] for m in imported}):
             file = _module_file(src, name)
             if file is None or name in seen:
                 continue
@@ -87,13 +92,13 @@ def _code_digests(script: Path, src: Path, stamp: tuple) -> dict[str, str]:
 
 
 def code_digests(script, src) -> dict[str, str]:
-    """Checksums of `script` and of every module of the `coar` package under `src` that it
+    """Checksums of `script` and of every module of our packages under `src` that it
     imports, directly or through other modules: {"script:ablate.py": ..., "coar/masks.py": ...}.
     """
     script, src = Path(script).resolve(), Path(src).resolve()
     if not script.is_file():
         raise FileNotFoundError(f"workflow script {script} does not exist")
-    files = [script, *sorted((src / PACKAGE).rglob("*.py"))]
+    files = [script, *sorted(f for package in PACKAGES for f in (src / package).rglob("*.py"))]
     stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     return _code_digests(script, src, stamp)
 
@@ -274,7 +279,7 @@ def chain(path) -> list[Step]:
     if first is None:
         raise FileNotFoundError(
             f"{path} has no provenance record ({sidecar_path(path)}); was it made by the "
-            "workflow, by a rule whose script calls coar.provenance.record_provenance?"
+            "workflow, by a rule whose script calls coar_workflow.provenance.record_provenance?"
         )
     # Paths in records are relative to the workflow's working directory; find it from
     # the given file so that a moved results tree still resolves.

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from coar.evaluate import bootstrap_mean_ci, per_example_correlation
+from coar.evaluation import bootstrap_mean_ci, per_example_correlation
 from coar.fit import fit_stats, validation_rows
 from coar.regression import GramStats
 from coar.store import iter_beton

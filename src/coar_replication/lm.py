@@ -66,7 +66,7 @@ def mean_token_margin(logits, targets: torch.Tensor) -> torch.Tensor:
 
     `logits`: (B, T, vocab) or a model output with a ``logits`` field (Hugging Face);
     `targets`: (B, T) from ``next_token_targets``. This is the output function of
-    causal-LM setups (``coar.setups.Setup.output_fn``).
+    causal-LM setups (``coar_replication.setups.Setup.output_fn``).
     """
     logits = getattr(logits, "logits", logits)
     if logits.shape[:2] != targets.shape:
@@ -151,7 +151,7 @@ def load_lm(path, map_location="cpu") -> tuple[nn.Module, dict]:
     """(GPT2LMHeadModel in eval mode, the checkpoint's metadata)."""
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     if checkpoint.get("format") != "gpt2":
-        raise ValueError(f"{path}: not a GPT-2 checkpoint written by coar.lm.save_lm")
+        raise ValueError(f"{path}: not a GPT-2 checkpoint written by coar_replication.lm.save_lm")
     model = gpt2_model(checkpoint["config"], checkpoint["state_dict"])
     meta = {k: v for k, v in checkpoint.items() if k not in ("config", "state_dict")}
     return model, meta
@@ -305,7 +305,7 @@ def load_causal_lm(name: str, model_path, data_path, device: torch.device):
     the component kind (``components``), and evaluation stories (``input_ids`` and
     ``attention_mask``, right-padded) in an .npz file."""
     from coar.components import component_spec
-    from coar.setups import Setup
+    from coar_replication.setup import Setup
 
     model, meta = load_lm(model_path)
     if "components" not in meta:

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 
 from coar.atomic import atomic_path  # noqa: E402
 from coar.attributions import Attributions  # noqa: E402
-from coar.evaluate import evaluate_methods, per_example_correlation  # noqa: E402
+from coar.evaluation import evaluate_methods, per_example_correlation  # noqa: E402
 
 log = logging.getLogger(__name__)
 

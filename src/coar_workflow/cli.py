@@ -14,9 +14,9 @@ def components(args) -> None:
 
     import torch
 
-    from coar.architectures import ARCHITECTURES, architecture, build
     from coar.components import component_spec
-    from coar.models import load_model
+    from coar_replication.architectures import ARCHITECTURES, architecture, build
+    from coar_replication.models import load_model
 
     if args.setup in ARCHITECTURES:
         kind = args.kind or architecture(args.setup).kind
@@ -38,7 +38,7 @@ def components(args) -> None:
 
 
 def provenance(args) -> None:
-    from coar.provenance import chain, chain_json, format_chain
+    from coar_workflow.provenance import chain, chain_json, format_chain
 
     steps = chain(args.result)
     print(chain_json(steps) if args.json else format_chain(steps))

@@ -6,16 +6,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from coar.architectures import architecture
-from coar.checkpoints import load_checkpoint
 from coar.components import ComponentSpec, component_spec
 from coar.outputs import margin
-from coar.setups import Setup
+from coar_replication.architectures import architecture
+from coar_replication.checkpoints import load_checkpoint
+from coar_replication.setup import Setup
 
 
 def components_of(model: nn.Module, architecture_name: str) -> ComponentSpec:
     """The paper's components for an architecture: conv filters of the ResNets
-    (downsample convs excluded), neurons of the ViT (coar.architectures says which)."""
+    (downsample convs excluded), neurons of the ViT (coar_replication.architectures says which)."""
     return component_spec(model, architecture(architecture_name).kind)
 
 
@@ -37,7 +37,7 @@ EXAMPLE_ARRAYS = ("x", "y", "ids", "g")  # images, labels, positions in the sour
 
 
 def load_examples(data_path, split: str) -> dict[str, np.ndarray]:
-    """One split's arrays of an examples file (coar.datasets), keyed x, y, ids and g."""
+    """One split's arrays of an examples file (coar_replication.datasets), keyed x, y, ids and g."""
     with np.load(data_path) as data:
         if f"x_{split}" not in data.files:
             splits = sorted(k[2:] for k in data.files if k.startswith("x_"))

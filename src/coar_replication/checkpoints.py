@@ -11,7 +11,7 @@ Published checkpoints come in three formats (``source.model.format`` in the conf
   (``src.models.mini_resnet.MiniResNet``, ``src.models.cifar_resnet.BasicBlock``)
   plus the plain ``torch.nn`` layers the model is built from; nothing else can be
   named by the file. The stand-ins only hold the unpickled submodules; we read
-  their state dict and load it into our own :class:`~coar.models.MiniResNet`.
+  their state dict and load it into our own :class:`~coar_replication.models.MiniResNet`.
 - ``state_dict``: a plain state dict (the fine-tuned ResNet-50s, whose parameter
   names carry a ``base_model.`` prefix: give it as ``strip_prefix``).
 - ``torchvision``: torchvision's weight files (e.g. ``resnet50-0676ba61.pth``).
@@ -32,7 +32,8 @@ from torchvision.models import ResNet, VisionTransformer, resnet50, vit_b_16
 from torchvision.models.resnet import Bottleneck
 
 from coar.atomic import atomic_path
-from coar.models import MiniResNet
+from coar.edit import Edit
+from coar_replication.models import MiniResNet, save_model
 
 # Input normalisation on the 0-255 scale, as the original's FFCV pipelines apply it.
 NORMALIZATION = {
@@ -50,7 +51,7 @@ class _NarrowResNet(ResNet):
 
     Module names and block structure are those of the full model, so component
     specs, checkpoints and masking run the same code paths. (Narrower than
-    coar.architectures' tiny ResNet-50: the workflow tests fit its 424 components
+    coar_replication.architectures' tiny ResNet-50: the workflow tests fit its 424 components
     from a few dozen masks in seconds.)
     """
 
@@ -99,7 +100,7 @@ SIZES = ("full", "tiny")
 def build_architecture(name: str, size: str = "full", num_classes: int = 1000) -> nn.Module:
     """A randomly initialised model to load a checkpoint into.
 
-    Unlike ``coar.architectures.build`` it takes the number of classes (2 for the
+    Unlike ``coar_replication.architectures.build`` it takes the number of classes (2 for the
     fine-tuned Waterbirds and CelebA ResNet-50s), and its tiny sizes take the real
     datasets' inputs (32x32 CIFAR-10 images)."""
     if name not in ARCHITECTURES:
@@ -275,3 +276,16 @@ def load_clip(path) -> nn.Module:
     if not Path(path).is_file():
         raise FileNotFoundError(f"CLIP checkpoint {path} does not exist")
     return open_clip.load_openai_model(str(path), precision="fp32", device="cpu").eval()
+
+
+def save_edited_model(model: nn.Module, edit: Edit, path, **metadata) -> None:
+    """Save the edited weights with the edit's record (what was ablated and why).
+
+    Models of this project keep their architecture arguments (`coar_replication.models`);
+    any other model is saved as its state dict, to be loaded into its own class.
+    """
+    with atomic_path(path) as tmp:
+        if hasattr(model, "config"):
+            save_model(model, tmp, edit=edit.record(), **metadata)
+        else:
+            torch.save({"state_dict": model.state_dict(), "edit": edit.record(), **metadata}, tmp)

@@ -1,0 +1,477 @@
+"""The public entry points: `attribute` for the common case, `AttributionRun` for long,
+sharded runs, and `evaluate` for scoring attributions on fresh ablations.
+
+`attribute` is `AttributionRun` in one call: it ablates every mask row in memory and
+fits. `AttributionRun` writes each shard of rows to a store directory (atomically, so a
+killed job leaves no shard that looks finished); shards can run in any order, on any
+machine, and a rerun skips finished ones. The workflow's ablation rules call the same
+`AttributionRun.ablate_rows`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from coar.ablate import ablate_rows
+from coar.atomic import atomic_path
+from coar.attributions import Attributions
+from coar.components import ComponentSpec, component_spec
+from coar.device import resolve_device
+from coar.evaluation import bootstrap_mean_ci, fresh_mask_rows, mask_keys, per_example_correlation
+from coar.fit import fit_from_batches
+from coar.masking import Inputs, batch_size_of, take
+from coar.masks import shard_rows
+from coar.outputs import OUTPUTS
+from coar.store import iter_shards, run_id, write_shard
+
+log = logging.getLogger(__name__)
+
+OutputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+RUN_RECORD = "run.json"
+
+
+def _to_device(inputs: Inputs, device: torch.device) -> Inputs:
+    if isinstance(inputs, Mapping):
+        return {key: torch.as_tensor(value).to(device) for key, value in inputs.items()}
+    return torch.as_tensor(inputs).to(device)
+
+
+def _output_fn(output: str | OutputFn) -> OutputFn:
+    if callable(output):
+        return output
+    if output not in OUTPUTS:
+        raise ValueError(
+            f"output {output!r} is not a built-in output ({', '.join(OUTPUTS)}): pass one of "
+            "those or a function (model_output, labels) -> one float per example"
+        )
+    return OUTPUTS[output]
+
+
+@torch.no_grad()
+def _predicted_labels(model: nn.Module, inputs: Inputs, batch: int = 256) -> torch.Tensor:
+    """The unablated model's predicted class of every example (labels=None)."""
+    predictions = []
+    for start in range(0, batch_size_of(inputs), batch):
+        x = take(inputs, slice(start, start + batch))
+        out = model(**x) if isinstance(x, Mapping) else model(x)
+        logits = getattr(out, "logits", out)
+        predictions.append(logits.argmax(dim=-1))
+    return torch.cat(predictions)
+
+
+def _components(model: nn.Module, components: ComponentSpec | str) -> ComponentSpec:
+    if isinstance(components, str):
+        return component_spec(model, components)
+    if not isinstance(components, ComponentSpec):
+        raise TypeError(
+            f"components must be a ComponentSpec (e.g. coar.conv_filters(model)) or a kind "
+            f"name, got {type(components).__name__}"
+        )
+    components.check(model)
+    if len(components) == 0:
+        raise ValueError("the component spec is empty: it names no component to ablate")
+    return components
+
+
+class AttributionRun:
+    """A resumable, shardable Coar run: ablate mask rows in shards, then fit.
+
+    ``model`` is any ``nn.Module``; ``inputs`` a tensor of examples or a mapping of
+    tensors passed as keyword arguments (a tokenizer's output); ``labels`` the classes
+    the ``output`` is taken for (None: the unablated model's predictions).
+    ``components`` is a `ComponentSpec` or a kind name (``"conv_filters"``,
+    ``"attention_heads"``, ...). ``output`` is ``"margin"`` or a function
+    ``(model_output, labels) -> (batch,)``. Mask row i ablates a random fraction
+    ``alpha`` of the components, drawn from (``seed``, ``stream``, i): rows can be made
+    in any order and remade bit-identically. ``store`` is the directory that holds
+    the shards and the run's record (``run.json``); a second run on the same store
+    must have the same settings.
+
+    Example:
+
+    >>> import torch, coar
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
+    ...                             torch.nn.LazyLinear(3)).eval()
+    >>> images, labels = torch.randn(8, 1, 6, 6), torch.randint(0, 3, (8,))
+    >>> _ = model(images)  # materialise the lazy layer
+    >>> import tempfile
+    >>> run = coar.AttributionRun(model, images, labels, components=coar.conv_filters(model),
+    ...                           n_masks=200, alpha=0.25, store=tempfile.mkdtemp(),
+    ...                           progress=False)
+    >>> paths = [run.ablate(shard=k, n_shards=2) for k in range(2)]
+    >>> run.missing_shards(2)
+    []
+    >>> attributions = run.fit()
+    >>> attributions.weight.shape  # (components, examples)
+    (4, 8)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: Inputs,
+        labels: torch.Tensor | None = None,
+        *,
+        components: ComponentSpec | str,
+        output: str | OutputFn = "margin",
+        n_masks: int,
+        alpha: float = 0.1,
+        seed: int = 0,
+        stream: str = "train",
+        store=None,
+        device: str | torch.device = "auto",
+        masks_per_batch: int | str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        progress: bool = True,
+        name: str = "model",
+    ):
+        if int(n_masks) < 1:
+            raise ValueError(f"n_masks must be at least 1, got {n_masks}")
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = model.to(self.device).eval()
+        self.inputs = _to_device(inputs, self.device)
+        self.spec = _components(self.model, components)
+        self.output_fn = _output_fn(output)
+        if labels is None:
+            labels = _predicted_labels(self.model, self.inputs)
+        self.labels = torch.as_tensor(labels).to(self.device)
+        if len(self.labels) != batch_size_of(self.inputs):
+            raise ValueError(f"{len(self.labels)} labels for {batch_size_of(self.inputs)} examples")
+        self.run = run_id(seed, stream, alpha, n_masks)
+        self.settings = dict(masks_per_batch=masks_per_batch, precision=precision, compile=compile)
+        self.progress, self.name = progress, name
+        self.store = None if store is None else Path(store)
+        if self.store is not None:
+            self._check_store()
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.labels)
+
+    def _record(self) -> dict:
+        return {
+            "run": self.run,
+            "n_components": len(self.spec),
+            "n_examples": self.n_examples,
+            "components": self.spec.table(),
+        }
+
+    def _check_store(self) -> None:
+        path = self.store / RUN_RECORD
+        record = json.loads(json.dumps(self._record()))  # tuples as JSON lists
+        if path.is_file():
+            found = json.loads(path.read_text())
+            if found != record:
+                raise ValueError(
+                    f"{path} records another run ({found['run']}, {found['n_components']} "
+                    f"components, {found['n_examples']} examples) than this one "
+                    f"({record['run']}, {record['n_components']} components, "
+                    f"{record['n_examples']} examples): use another store directory"
+                )
+            return
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+    def ablate_rows(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Keep-masks (len(rows), |C|) and outputs (len(rows), N) of the given mask rows."""
+        return ablate_rows(
+            self.model,
+            self.spec,
+            self.inputs,
+            self.labels,
+            self.output_fn,
+            seed=self.run["seed"],
+            stream=self.run["stream"],
+            rows=rows,
+            alpha=self.run["alpha"],
+            progress=self.progress,
+            desc=f"ablate {self.name} [{self.run['stream']}]",
+            **self.settings,
+        )
+
+    def shard_path(self, shard: int, n_shards: int) -> Path:
+        if self.store is None:
+            raise ValueError("this run has no store: pass store=DIRECTORY to write shards")
+        return self.store / f"shard_{shard:05d}_of_{n_shards:05d}.npz"
+
+    def ablate(self, shard: int = 0, n_shards: int = 1, path=None) -> Path:
+        """Ablate shard ``shard`` of ``n_shards`` (contiguous rows) and write it, atomically,
+        to ``path`` (default: the store). A finished shard in the store is not redone."""
+        rows = shard_rows(self.run["n_rows"], n_shards, shard)
+        path = Path(path) if path is not None else self.shard_path(shard, n_shards)
+        if path is not None and path.is_file() and path.parent == self.store:
+            log.info("shard %d of %d: %s is finished", shard, n_shards, path)
+            return path
+        masks, outputs = self.ablate_rows(rows)
+        write_shard(path, rows, masks, outputs, self.run)
+        return path
+
+    def missing_shards(self, n_shards: int) -> list[int]:
+        """The shards of ``n_shards`` that the store does not hold yet."""
+        return [k for k in range(n_shards) if not self.shard_path(k, n_shards).is_file()]
+
+    def shards(self) -> list[Path]:
+        if self.store is None:
+            raise ValueError("this run has no store: pass store=DIRECTORY to write shards")
+        return sorted(self.store.glob("shard_*.npz"))
+
+    def fit(
+        self,
+        solver: str = "least_squares",
+        *,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        shards: Sequence | None = None,
+        device: str | torch.device | None = None,
+        **fit_options,
+    ) -> Attributions:
+        """Fit one linear model per example on the shards (default: every shard in the
+        store, which must hold rows 0..n_masks-1 exactly once). ``solver``: least_squares,
+        ridge or lasso (ridge and lasso pick lambda per example on the ``val_fraction``
+        held-out rows); ``fit_options`` as `coar.fit.fit_from_batches`'s fit_config."""
+        paths = list(self.shards() if shards is None else shards)
+        return self._fit(
+            lambda: iter_shards(paths, self.run), solver, val_fraction, seed, device, fit_options
+        )
+
+    def _fit(self, batches, solver, val_fraction, seed, device, fit_options) -> Attributions:
+        n_rows = self.run["n_rows"]
+        if n_rows < len(self.spec):
+            log.warning(
+                "%d masks for %d components: least squares falls back to the minimum-norm "
+                "solution and the fit is weak; use n_masks of at least a few times the "
+                "number of components",
+                n_rows,
+                len(self.spec),
+            )
+        fit_config = {"solver": solver, "val_fraction": val_fraction, "seed": seed, **fit_options}
+        return fit_from_batches(
+            batches,
+            n_rows,
+            component_names=self.spec.names(),
+            example_ids=list(range(self.n_examples)),
+            fit_config=fit_config,
+            meta={
+                "setup": self.name,
+                "method": "coar",
+                "alpha_train": self.run["alpha"],
+                "n_masks": n_rows,
+                "seed": self.run["seed"],
+            },
+            device=self.device if device is None else resolve_device(str(device)),
+            source=str(self.store) if self.store is not None else self.name,
+            progress=self.progress,
+        )
+
+    def fit_in_memory(self, solver: str = "least_squares", **kwargs) -> Attributions:
+        """Ablate every row in memory (no store) and fit: what `attribute` does."""
+        rows = np.arange(self.run["n_rows"])
+        masks, outputs = self.ablate_rows(rows)
+
+        def batches():
+            yield masks, outputs, rows
+
+        options = {"val_fraction": 0.1, "seed": 0, "device": None, **kwargs}
+        return self._fit(
+            batches,
+            solver,
+            options.pop("val_fraction"),
+            options.pop("seed"),
+            options.pop("device"),
+            options,
+        )
+
+    def evaluate(self, attributions: Attributions, **kwargs) -> Evaluation:
+        """`evaluate` on this run's model, examples, components and output."""
+        return evaluate(
+            attributions,
+            self.model,
+            self.inputs,
+            self.labels,
+            components=self.spec,
+            output=self.output_fn,
+            progress=self.progress,
+            **{"alpha": self.run["alpha"], **self.settings, **kwargs},
+        )
+
+
+def attribute(
+    model: nn.Module,
+    inputs: Inputs,
+    labels: torch.Tensor | None = None,
+    *,
+    components: ComponentSpec | str,
+    output: str | OutputFn = "margin",
+    n_masks: int = 1000,
+    alpha: float = 0.1,
+    solver: str = "least_squares",
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    **options,
+) -> Attributions:
+    """Coar attributions of ``output`` on every example to every component, in one call.
+
+    Ablates ``n_masks`` random subsets of the components (each a fraction ``alpha``)
+    with the masking engine, records the output on every example, and fits one linear
+    model per example (``solver``: least_squares, ridge or lasso). Arguments as
+    `AttributionRun`; ``options`` go to it (``masks_per_batch``, ``precision``,
+    ``compile``, ``name``) or to the fit (``val_fraction``, ``lambda_grid``, ...).
+    Returns `Attributions`: ``weight[c, j]`` is how much keeping component c adds to
+    example j's output.
+
+    Example:
+
+    >>> import torch, coar
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(),
+    ...                             torch.nn.Flatten(), torch.nn.LazyLinear(3)).eval()
+    >>> images = torch.randn(8, 1, 6, 6)
+    >>> _ = model(images)  # materialise the lazy layer
+    >>> attributions = coar.attribute(model, images, components="conv_filters",
+    ...                               n_masks=100, progress=False)
+    >>> attributions.weight.shape
+    (4, 8)
+    """
+    run_keys = {"masks_per_batch", "precision", "compile", "name", "stream"}
+    run_options = {k: v for k, v in options.items() if k in run_keys}
+    fit_options = {k: v for k, v in options.items() if k not in run_keys}
+    run = AttributionRun(
+        model,
+        inputs,
+        labels,
+        components=components,
+        output=output,
+        n_masks=n_masks,
+        alpha=alpha,
+        seed=seed,
+        device=device,
+        progress=progress,
+        **run_options,
+    )
+    return run.fit_in_memory(solver, **fit_options)
+
+
+@dataclass
+class Evaluation:
+    """How well attributions predict the outputs of freshly ablated models.
+
+    ``correlations``: per example, the Pearson correlation across the fresh masks
+    between true and predicted outputs (NaN where either does not vary). ``mean``,
+    ``ci_low``, ``ci_high``: their mean over the examples that have one, with a 95%
+    bootstrap interval; ``n_undefined`` counts the examples without one (reported, never
+    silently dropped).
+    """
+
+    alpha: float
+    correlations: np.ndarray
+    mean: float
+    ci_low: float
+    ci_high: float
+    n_undefined: int
+
+    def summary(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                dict(
+                    alpha_test=self.alpha,
+                    mean_corr=self.mean,
+                    ci_low=self.ci_low,
+                    ci_high=self.ci_high,
+                    n_examples=len(self.correlations),
+                    n_undefined=self.n_undefined,
+                )
+            ]
+        )
+
+    def __str__(self) -> str:
+        undefined = f", {self.n_undefined} without a correlation" if self.n_undefined else ""
+        return (
+            f"alpha {self.alpha:g}: mean correlation {self.mean:.3f} "
+            f"(95% CI {self.ci_low:.3f}..{self.ci_high:.3f}) over "
+            f"{len(self.correlations) - self.n_undefined} examples{undefined}"
+        )
+
+
+def evaluate(
+    attributions: Attributions,
+    model: nn.Module,
+    inputs: Inputs,
+    labels: torch.Tensor | None = None,
+    *,
+    components: ComponentSpec | str,
+    output: str | OutputFn = "margin",
+    alpha: float = 0.1,
+    n_masks: int = 100,
+    seed: int = 1,
+    stream: str | None = None,
+    exclude_masks: np.ndarray | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    n_bootstrap: int = 1000,
+    **settings,
+) -> Evaluation:
+    """Score attributions on ``n_masks`` fresh ablations at fraction ``alpha``.
+
+    Fresh masks come from their own stream (``seed``, ``stream``, default
+    ``eval/<alpha>``); rows equal to one of ``exclude_masks`` (e.g. the training masks)
+    are skipped. Returns an `Evaluation`.
+
+    Example:
+
+    >>> import torch, coar
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(),
+    ...                             torch.nn.Flatten(), torch.nn.LazyLinear(3)).eval()
+    >>> images, labels = torch.randn(8, 1, 6, 6), torch.randint(0, 3, (8,))
+    >>> _ = model(images)
+    >>> attributions = coar.attribute(model, images, labels, components="conv_filters",
+    ...                               n_masks=200, progress=False)
+    >>> result = coar.evaluate(attributions, model, images, labels,
+    ...                        components="conv_filters", n_masks=50, progress=False)
+    >>> -1 <= result.mean <= 1
+    True
+    """
+    stream = stream or f"eval/{alpha}"
+    run = AttributionRun(
+        model,
+        inputs,
+        labels,
+        components=components,
+        output=output,
+        n_masks=n_masks,
+        alpha=alpha,
+        seed=seed,
+        stream=stream,
+        device=device,
+        progress=progress,
+        name="evaluation",
+        **settings,
+    )
+    if attributions.weight.shape != (len(run.spec), run.n_examples):
+        raise ValueError(
+            f"attributions of shape {attributions.weight.shape} do not fit "
+            f"{len(run.spec)} components x {run.n_examples} examples"
+        )
+    exclude = set() if exclude_masks is None else mask_keys(exclude_masks)
+    rows = fresh_mask_rows(seed, stream, n_masks, len(run.spec), alpha, exclude)
+    masks, true = run.ablate_rows(rows)
+    correlations = per_example_correlation(true, attributions.predict(masks))
+    n_undefined = int(np.isnan(correlations).sum())
+    if n_undefined == len(correlations):
+        raise ValueError(
+            "no example has a correlation: the true or predicted outputs do not vary "
+            "across the fresh masks (raise alpha or n_masks)"
+        )
+    mean, low, high = bootstrap_mean_ci(correlations, n_boot=n_bootstrap, seed=seed)
+    if n_undefined:
+        log.warning("%d of %d examples have no correlation", n_undefined, len(correlations))
+    return Evaluation(alpha, correlations, mean, low, high, n_undefined)
