@@ -11,13 +11,16 @@ from tiny_sources import (
 )
 
 from coar.components import conv_filters
+from coar.edit import Edit, apply_edit
+from coar_replication.architectures import build_architecture
 from coar_replication.checkpoints import (
     CheckpointError,
-    build_architecture,
     import_checkpoint,
     load_checkpoint,
+    load_model,
     read_original_pickle,
-    save_checkpoint,
+    save_edited_model,
+    save_model,
 )
 from coar_replication.datasets import (
     DatasetError,
@@ -28,6 +31,7 @@ from coar_replication.datasets import (
     read_image_beton,
     write_image_beton,
 )
+from coar_replication.models import MiniResNet
 from coar_replication.real_setups import components_of
 
 MINI = dict(format="original_pickle", architecture="cifar_miniresnet", size="tiny", num_classes=10)
@@ -77,7 +81,12 @@ def test_torchvision_weights_round_trip_through_our_format(tmp_path):
         format="torchvision", architecture="imagenet_resnet50", size="tiny", num_classes=1000
     )
     model = import_checkpoint(tmp_path / "resnet50-tiny.pth", cfg)
-    save_checkpoint(model, tmp_path / "ours.pt", architecture=cfg, normalization="imagenet")
+    save_model(
+        model, tmp_path / "ours.pt", architecture=cfg["architecture"], normalization="imagenet"
+    )
+    checkpoint = torch.load(tmp_path / "ours.pt", weights_only=True)
+    assert list(checkpoint) == ["format", "config", "state_dict", "architecture", "normalization"]
+    assert checkpoint["format"] == "torchvision_resnet"
     loaded, info = load_checkpoint(tmp_path / "ours.pt")
     assert info["normalization"]["mean"][0] == pytest.approx(123.675)
     assert info["architecture"] == "imagenet_resnet50"
@@ -86,6 +95,54 @@ def test_torchvision_weights_round_trip_through_our_format(tmp_path):
         torch.testing.assert_close(loaded(x), original(x))
     names = [name for name, _ in conv_filters(loaded).table()]
     assert "conv1" in names and not any("downsample" in n for n in names)
+
+
+def _same_weights(a, b):
+    for (key, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("name", ["cifar_miniresnet", "imagenet_resnet50", "imagenet_vit"])
+def test_imported_checkpoints_of_the_earlier_layout_still_load(tmp_path, name):
+    model = build_architecture(name, "tiny", 3).eval()
+    arch = {"architecture": name, "size": "tiny", "num_classes": 3}
+    if isinstance(model, MiniResNet):
+        arch["miniresnet"] = model.config
+    earlier = {"architecture": arch, "normalization": "cifar", "state_dict": model.state_dict()}
+    torch.save(earlier, tmp_path / "old.pt")
+    loaded, info = load_checkpoint(tmp_path / "old.pt")
+    assert info["architecture"] == name and info["normalization"]["mean"][0] == 125.307
+    _same_weights(loaded, model)
+
+
+def test_edited_imported_model_keeps_what_load_checkpoint_needs(tmp_path):
+    model = build_architecture("imagenet_resnet50", "tiny", 2)
+    save_model(model, tmp_path / "m.pt", architecture="imagenet_resnet50", normalization="imagenet")
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    spec = conv_filters(loaded)
+    edit = Edit("s", "forget", "lower", [0, 5], spec.names(), "because", {})
+    save_edited_model(apply_edit(loaded, spec, edit.ablated), edit, tmp_path / "e.pt", metrics={})
+    edited, info = load_checkpoint(tmp_path / "e.pt")
+    assert info["architecture"] == "imagenet_resnet50"
+    assert torch.load(tmp_path / "e.pt", weights_only=True)["edit"]["k"] == 2
+    _same_weights(edited, loaded)
+    assert edited.conv1.weight[[0, 5]].abs().sum() == 0
+
+
+def test_miniresnet_checkpoint_layout_is_unchanged(tmp_path):
+    model = MiniResNet(1, 4, 1, 10, pool=2, image_size=8)
+    save_model(model, tmp_path / "m.pt", metrics={"test": 1.0})
+    checkpoint = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert list(checkpoint) == ["config", "state_dict", "metrics"]
+    _same_weights(load_model(tmp_path / "m.pt"), model)
+
+
+def test_a_model_the_registry_cannot_build_is_saved_as_its_weights(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    save_model(model, tmp_path / "w.pt", metrics={})
+    assert torch.load(tmp_path / "w.pt", weights_only=True)["format"] == "state_dict"
+    with pytest.raises(CheckpointError, match="read_state_dict"):
+        load_model(tmp_path / "w.pt")
 
 
 def test_full_architectures_have_the_papers_component_counts():

@@ -21,7 +21,7 @@ from coar.edit import (
     welch_t,
 )
 from coar.outputs import margin
-from coar_replication.checkpoints import save_edited_model
+from coar_replication.checkpoints import load_model, save_edited_model
 from coar_replication.data import digits_split
 from coar_replication.edit_data import backdoor_digits, spurious_digits
 from coar_replication.edit_examples import (
@@ -31,7 +31,6 @@ from coar_replication.edit_examples import (
     with_selected_ids,
 )
 from coar_replication.edit_experiments import Split, forget_class
-from coar_replication.models import load_model
 from coar_replication.setup import Setup
 
 

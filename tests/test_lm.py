@@ -9,6 +9,7 @@ import torch
 from coar.components import component_spec, zero_components
 from coar.masking import MaskedModel, ablated_outputs
 from coar.masks import sample_masks
+from coar_replication.checkpoints import save_model
 from coar_replication.lm import (
     IGNORE,
     check_right_padded,
@@ -18,7 +19,6 @@ from coar_replication.lm import (
     mean_token_margin,
     next_token_targets,
     read_tinystories,
-    save_lm,
     tiny_gpt2,
 )
 from coar_replication.stories import PAD, WordTokenizer, stories, story
@@ -147,7 +147,10 @@ def test_gpt2_small_component_counts():
 
 def test_checkpoint_round_trip_and_setup(tmp_path):
     model = tiny_gpt2(30, 16, ARCH, seed=0)
-    save_lm(model, tmp_path / "model.pt", components="attention_heads")
+    save_model(model, tmp_path / "model.pt", components="attention_heads")
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert list(checkpoint) == ["format", "config", "state_dict", "components"]
+    assert checkpoint["format"] == "gpt2" and "lm_head.weight" not in checkpoint["state_dict"]
     loaded, meta = load_lm(tmp_path / "model.pt")
     assert meta["components"] == "attention_heads"
     for key, value in model.state_dict().items():

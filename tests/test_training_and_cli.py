@@ -3,8 +3,9 @@ import sys
 
 import torch
 
+from coar_replication.checkpoints import load_model, save_model
 from coar_replication.data import digits_split
-from coar_replication.models import MiniResNet, load_model, save_model
+from coar_replication.models import MiniResNet
 from coar_replication.training import accuracy, train_classifier
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from coar.attributions import Attributions
 from coar.components import conv_filters
-from coar_replication.models import load_model
+from coar_replication.checkpoints import load_model
 from coar_workflow.provenance import chain
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from coar_replication.checkpoints import build_architecture
+from coar_replication.architectures import build_architecture
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

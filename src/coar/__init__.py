@@ -24,7 +24,7 @@ Lower-level pieces live in the submodules: `coar.regression` (streamed solvers),
 
 from coar.api import AttributionRun, Evaluation, attribute, evaluate
 from coar.attributions import Attributions, from_original_datamodels
-from coar.baselines import BASELINES, compute_baseline
+from coar.baselines import compute_baseline
 from coar.components import (
     ComponentSpec,
     attention_heads,
@@ -42,7 +42,6 @@ from coar.outputs import margin
 __version__ = "0.1.0"
 
 __all__ = [
-    "BASELINES",
     "AttributionRun",
     "Attributions",
     "ComponentSpec",

@@ -370,6 +370,10 @@ class Evaluation:
     ``ci_low``, ``ci_high``: their mean over the examples that have one, with a 95%
     bootstrap interval; ``n_undefined`` counts the examples without one (reported, never
     silently dropped).
+
+    >>> result = Evaluation(0.1, np.array([0.9, 0.7, np.nan]), 0.8, 0.7, 0.9, 1)
+    >>> print(result)
+    alpha 0.1: mean correlation 0.800 (95% CI 0.700..0.900) over 2 examples, 1 without a correlation
     """
 
     alpha: float

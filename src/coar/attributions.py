@@ -32,6 +32,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Attributions:
+    """Attributions of N examples' outputs to |C| components, in raw mask units: the
+    predicted output of example j under keep-mask v is ``bias[j] + v @ weight[:, j]``.
+
+    >>> a = Attributions(np.array([[1.0, 0.0], [0.5, 2.0]]), np.array([0.0, 1.0]),
+    ...                  ["conv[0]", "conv[1]"], [10, 11])
+    >>> a.predict(np.array([[1, 0], [1, 1]]))  # two keep-masks
+    array([[1. , 1. ],
+           [1.5, 3. ]])
+    """
+
     weight: np.ndarray
     bias: np.ndarray
     component_names: list[str]
@@ -115,6 +125,14 @@ def from_original_datamodels(
     ``alpha`` to use the Bernoulli values mu = 1 - alpha, sigma = sqrt(alpha (1 - alpha))
     (their sampling error is O(1/sqrt(m)); per-example correlations and Welch
     statistics are unaffected by that per-component constant).
+
+    Example (a file of the original code's format, fitted at alpha = 0.1):
+
+    >>> import tempfile
+    >>> path = tempfile.mktemp(suffix=".pt")
+    >>> torch.save({"weight": torch.ones(3, 2), "bias": torch.zeros(2)}, path)
+    >>> from_original_datamodels(path, alpha=0.1).weight.shape
+    (3, 2)
 
     NaNs are kept where they are, counted in ``meta["n_nan"]`` (entries) and
     ``meta["nan_examples"]`` (ids of examples with any NaN weight or bias), and logged.

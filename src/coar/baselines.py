@@ -32,28 +32,28 @@ positive weight means keeping the component raises the output, as for Coar.
   estimates: we read a component's score as the contribution that ablating it
   removes (delta_c = -score_c), which is how the paper compares them.
 
-Component kinds plug in through `_ExposedAttention.tap` (which activation a
-component owns) and `ComponentSpec.unit_weights` (which weights it zeroes).
+Component kinds plug in through `coar.components.UNIT_KINDS`: which activation a
+component owns (`_ExposedAttention.tap`) and which weights it zeroes
+(`ComponentSpec.unit_weights`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import types
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
+from coar.attention import check_patchable, patch_self_attention, self_attention, unpatch
 from coar.attributions import Attributions
-from coar.components import ComponentGroup, ComponentSpec, is_conv1d, is_gpt2_attention
+from coar.components import PACKED_QKV, ComponentGroup, ComponentSpec
 from coar.masking import Inputs, MaskedModel, ablated_outputs, batch_size_of, take
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,11 @@ class Tap:
 
 
 class _ExposedAttention:
-    """While active, every ``nn.MultiheadAttention`` runs an equivalent functional
-    self-attention in which the packed Q/K/V projection passes through an identity
-    module (``qkv[name]``) and ``out_proj`` is called as a module, so that hooks see
-    the activations of in_proj rows, heads and out_proj rows. (The module's own
-    forward uses ``out_proj.weight`` directly and has nothing to hook.)"""
+    """While active, every ``nn.MultiheadAttention`` runs `coar.attention.self_attention`,
+    in which the packed Q/K/V projection passes through an identity module
+    (``qkv[name]``) and ``out_proj`` is called as a module, so that hooks see the
+    activations of in_proj rows, heads and out_proj rows. (The module's own forward uses
+    ``out_proj.weight`` directly and has nothing to hook.)"""
 
     def __init__(self, model: nn.Module):
         self.attentions = {
@@ -115,56 +115,32 @@ class _ExposedAttention:
 
     def __enter__(self):
         for name, module in self.attentions.items():
-            if "forward" in module.__dict__:
-                raise RuntimeError(f"attention module {name!r} is already patched")
-            module.forward = types.MethodType(self._forward(name), module)
+            check_patchable(module, name)
+        for name, module in self.attentions.items():
+            patch_self_attention(module, name, self._forward(name), "baseline")
         return self
 
     def __exit__(self, *exc):
         for module in self.attentions.values():
-            module.__dict__.pop("forward", None)
+            unpatch(module)
 
     def _forward(self, name: str):
         tap = self.qkv[name]
 
-        def forward(module, query, key, value, key_padding_mask=None, need_weights=True, **kw):
-            if not (query is key is value) or key_padding_mask is not None or need_weights:
-                raise NotImplementedError(
-                    f"attention {name!r}: the baselines support self-attention with "
-                    "need_weights=False and no key_padding_mask (as torchvision's ViT calls it)"
-                )
-            if module.bias_k is not None or module.add_zero_attn:
-                raise NotImplementedError(f"attention {name!r}: add_bias_kv / add_zero_attn")
-            x = query if module.batch_first else query.transpose(0, 1)
-            batch, tokens, embed = x.shape
-            heads, head_dim = module.num_heads, module.head_dim
-            qkv = tap(F.linear(x, module.in_proj_weight, module.in_proj_bias))
-            q, k, v = qkv.view(batch, tokens, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
-            attended = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=kw.get("attn_mask"), is_causal=kw.get("is_causal", False)
-            )
-            out = module.out_proj(attended.transpose(1, 2).reshape(batch, tokens, embed))
-            return (out if module.batch_first else out.transpose(0, 1)), None
+        def forward(module, x, attn_mask, is_causal):
+            return self_attention(module, x, attn_mask, is_causal, on_qkv=tap)
 
         return forward
 
     def tap(self, model: nn.Module, group: ComponentGroup) -> Tap:
-        """The activation of a component group (see `Tap`); a new unit adds its case here."""
+        """The activation of a component group (see `Tap`), as `UNIT_KINDS` says."""
         module = dict(model.named_modules())[group.module]
-        if group.unit == "out":
-            return Tap(module, "output", 1 if isinstance(module, nn.Conv2d) else -1, 1, module.bias)
-        if group.unit == "in" and (is_conv1d(module) or isinstance(module, nn.Linear)):
-            return Tap(module, "input", -1)
-        if group.unit == "in_proj" and isinstance(module, nn.MultiheadAttention):
-            return Tap(self.qkv[group.module], "output", -1, 1, module.in_proj_bias)
-        if group.unit == "head" and isinstance(module, nn.MultiheadAttention):
-            return Tap(module.out_proj, "input", -1, module.head_dim)
-        if group.unit == "head" and is_gpt2_attention(module):
-            return Tap(module.c_proj, "input", -1, int(module.head_dim))
-        raise TypeError(
-            f"component group {group.label!r}: no activation known for unit {group.unit!r} "
-            f"of {type(module).__name__}"
-        )
+        kind = group.kind(module)
+        if kind.site == PACKED_QKV:
+            site = self.qkv[group.module]
+        else:
+            site = module.get_submodule(kind.site) if kind.site else module
+        return Tap(site, kind.side, kind.dim, kind.width(module), kind.ablated(module))
 
 
 def _per_component(tensor: torch.Tensor, tap: Tap, size: int) -> torch.Tensor:

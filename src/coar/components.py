@@ -25,13 +25,11 @@ indices match its published masks and attributions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-
-UNITS = ("out", "in", "in_proj", "head")
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -54,8 +52,6 @@ def _n_heads(module: nn.Module) -> int:
 
 
 def _head_dim(module: nn.Module) -> int:
-    if isinstance(module, nn.MultiheadAttention):
-        return module.head_dim
     return int(module.head_dim)
 
 
@@ -75,6 +71,156 @@ class UnitWeights:
         return (units.view(-1, 1) * self.width + offsets).flatten()
 
 
+# The packed Q/K/V projection of an nn.MultiheadAttention, which has no submodule of its
+# own: a `UnitKind.site` that only a patched attention forward (coar.attention) exposes.
+PACKED_QKV = "<packed qkv>"
+
+
+def _one(module: nn.Module) -> int:
+    return 1
+
+
+def _none(module: nn.Module) -> None:
+    return None
+
+
+def _packed_in_proj(module: nn.Module) -> str | None:
+    if module.in_proj_weight is None:
+        return (
+            "MultiheadAttention with separate q/k/v projections is not supported "
+            "(no packed in_proj_weight)"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class UnitKind:
+    """One (unit, module type) pair: everything the component spec, the masking engine
+    (`coar.masking`) and the baselines (`coar.baselines`) need to know about it.
+
+    - ``count(module)``: how many components of this unit the module has;
+    - ``weights(module)``: the weight slices a component zeroes (`UnitWeights`);
+    - the activation that holds the components: the ``side`` ("output" or "input") of
+      submodule ``site`` ("" for the module itself, `PACKED_QKV` for an attention's
+      packed projection), whose axis ``dim`` has ``width(module)`` consecutive features
+      per component, which ablating the component sets to ``ablated(module)`` (a
+      per-feature bias; None: zero). The baselines tap that activation; the masking
+      engine hooks it, unless ``patched``: then the attention module runs
+      `coar.attention.self_attention`, which masks it.
+    """
+
+    unit: str
+    module_type: str  # as error messages name it
+    matches: Callable[[nn.Module], bool]
+    count: Callable[[nn.Module], int]
+    weights: Callable[[nn.Module], UnitWeights]
+    side: str
+    site: str = ""
+    dim: int = -1
+    width: Callable[[nn.Module], int] = _one
+    ablated: Callable[[nn.Module], torch.Tensor | None] = _none
+    patched: bool = False
+    unsupported: Callable[[nn.Module], str | None] = _none  # why a matching module can't
+
+
+def _bias(module: nn.Module) -> torch.Tensor | None:
+    return module.bias
+
+
+def _is_mha(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention)
+
+
+# Adding a unit kind is one entry here.
+UNIT_KINDS: tuple[UnitKind, ...] = (
+    UnitKind(
+        "out",
+        "Conv2d",
+        lambda m: isinstance(m, nn.Conv2d),
+        lambda m: m.out_channels,
+        lambda m: UnitWeights(m.weight, 0, 1),
+        side="output",
+        dim=1,
+        ablated=_bias,
+    ),
+    UnitKind(
+        "out",
+        "Linear",
+        lambda m: isinstance(m, nn.Linear),
+        lambda m: m.out_features,
+        lambda m: UnitWeights(m.weight, 0, 1),
+        side="output",
+        ablated=_bias,
+    ),
+    UnitKind(
+        "in",
+        "Linear",
+        lambda m: isinstance(m, nn.Linear),
+        lambda m: m.in_features,
+        lambda m: UnitWeights(m.weight, 1, 1),
+        side="input",
+    ),
+    UnitKind(
+        "in",
+        "Conv1D",
+        is_conv1d,
+        lambda m: m.weight.shape[0],
+        lambda m: UnitWeights(m.weight, 0, 1),
+        side="input",
+    ),
+    UnitKind(
+        "in_proj",
+        "MultiheadAttention",
+        _is_mha,
+        lambda m: m.in_proj_weight.shape[0],
+        lambda m: UnitWeights(m.in_proj_weight, 0, 1),
+        side="output",
+        site=PACKED_QKV,
+        ablated=lambda m: m.in_proj_bias,
+        patched=True,
+        unsupported=_packed_in_proj,
+    ),
+    UnitKind(
+        "head",
+        "MultiheadAttention",
+        _is_mha,
+        _n_heads,
+        lambda m: UnitWeights(m.out_proj.weight, 1, _head_dim(m)),
+        side="input",
+        site="out_proj",
+        width=_head_dim,
+        patched=True,
+    ),
+    UnitKind(
+        "head",
+        "GPT-2 attention",
+        is_gpt2_attention,
+        _n_heads,
+        lambda m: UnitWeights(m.c_proj.weight, 0, _head_dim(m)),
+        side="input",
+        site="c_proj",
+        width=_head_dim,
+    ),
+)
+UNITS = tuple(dict.fromkeys(kind.unit for kind in UNIT_KINDS))
+
+
+def unit_kind(unit: str, module: nn.Module, name: str) -> UnitKind:
+    """The entry of `UNIT_KINDS` for a unit of a module (``name``: its path, for errors)."""
+    kinds = [kind for kind in UNIT_KINDS if kind.unit == unit]
+    for kind in kinds:
+        if kind.matches(module):
+            reason = kind.unsupported(module)
+            if reason is not None:
+                raise TypeError(f"component module {name!r}: {reason}")
+            return kind
+    expected = " or ".join(kind.module_type for kind in kinds)
+    raise TypeError(
+        f"component module {name!r} is {type(module).__name__}, "
+        f"expected {expected} for unit {unit!r}"
+    )
+
+
 @dataclass(frozen=True)
 class ComponentGroup:
     module: str  # dotted module path inside the model
@@ -90,51 +236,17 @@ class ComponentGroup:
             return f"{self.module}.{self.unit}" if self.module else self.unit
         return self.module
 
+    def kind(self, module: nn.Module) -> UnitKind:
+        """This group's entry of `UNIT_KINDS` for its module (raises if there is none)."""
+        return unit_kind(self.unit, module, self.module)
+
     def units_of(self, module: nn.Module) -> int:
         """How many components of this group's unit the module has (raises if none)."""
-        unit = self.unit
-        if unit == "out" and isinstance(module, nn.Conv2d):
-            return module.out_channels
-        if unit == "out" and isinstance(module, nn.Linear):
-            return module.out_features
-        if unit == "in" and is_conv1d(module):
-            return module.weight.shape[0]
-        if unit == "in" and isinstance(module, nn.Linear):
-            return module.in_features
-        if unit == "in_proj" and isinstance(module, nn.MultiheadAttention):
-            if module.in_proj_weight is None:
-                raise TypeError(
-                    f"component module {self.module!r}: MultiheadAttention with separate "
-                    "q/k/v projections is not supported (no packed in_proj_weight)"
-                )
-            return module.in_proj_weight.shape[0]
-        if unit == "head" and (
-            isinstance(module, nn.MultiheadAttention) or is_gpt2_attention(module)
-        ):
-            return _n_heads(module)
-        expected = {
-            "out": "Conv2d or Linear",
-            "in": "Linear or Conv1D",
-            "in_proj": "MultiheadAttention",
-            "head": "MultiheadAttention or GPT-2 attention",
-        }[unit]
-        raise TypeError(
-            f"component module {self.module!r} is {type(module).__name__}, "
-            f"expected {expected} for unit {unit!r}"
-        )
+        return self.kind(module).count(module)
 
     def weights(self, module: nn.Module) -> UnitWeights:
         """The weight tensor, dimension and slice width that this group's components zero."""
-        self.units_of(module)  # type check
-        if self.unit == "out":
-            return UnitWeights(module.weight, 0, 1)
-        if self.unit == "in":
-            return UnitWeights(module.weight, 0 if is_conv1d(module) else 1, 1)
-        if self.unit == "in_proj":
-            return UnitWeights(module.in_proj_weight, 0, 1)
-        if isinstance(module, nn.MultiheadAttention):
-            return UnitWeights(module.out_proj.weight, 1, _head_dim(module))
-        return UnitWeights(module.c_proj.weight, 0, _head_dim(module))
+        return self.kind(module).weights(module)
 
 
 class ComponentSpec:
@@ -251,7 +363,7 @@ def attention_heads(model: nn.Module):
         (
             (name, _n_heads(m), "head")
             for name, m in model.named_modules()
-            if isinstance(m, nn.MultiheadAttention) or is_gpt2_attention(m)
+            if any(k.matches(m) for k in UNIT_KINDS if k.unit == "head")
         ),
         kind="attention_heads",
     )

@@ -43,6 +43,11 @@ def welch_t(target: np.ndarray, reference: np.ndarray) -> np.ndarray:
     statistic ``(x_t - mean(R)) / (s_R / sqrt(n_r))`` (Welch's limit for a
     known target value). A component whose attributions are constant in both
     groups carries no evidence and gets 0.
+
+    >>> target = np.array([[2.0, 0.0], [3.0, 0.0]])  # 2 examples x 2 components
+    >>> reference = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 0.0]])
+    >>> welch_t(target, reference).round(2)  # component 1 carries no evidence
+    array([3.46, 0.  ])
     """
     target = np.atleast_2d(np.asarray(target, dtype=np.float64))
     reference = np.atleast_2d(np.asarray(reference, dtype=np.float64))
@@ -132,6 +137,15 @@ def greedy_sweep(
     ``evaluations`` maps a split name to (inputs, metrics) where ``metrics``
     turns the logits (K, E, classes) of the K ablated models into named
     per-model arrays; columns are ``{split}_{metric}``.
+
+    >>> from coar.components import ComponentSpec
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    >>> spec = ComponentSpec([("0", 4)])  # the first layer's 4 neurons
+    >>> x, y = torch.randn(6, 3), torch.zeros(6, dtype=torch.long)
+    >>> table = greedy_sweep(model, spec, np.array([3, 1, 0, 2]), [0, 2, 4],
+    ...                      {"val": (x, accuracy_metrics(y))})
+    >>> list(table.columns), len(table)
+    (['k', 'val_accuracy'], 3)
     """
     masks = np.stack([keep_mask(len(spec), order[:k]) for k in ks])
     table = pd.DataFrame({"k": list(ks)})
@@ -161,7 +175,12 @@ def accuracy_metrics(labels: torch.Tensor, groups: dict[str, np.ndarray] | None 
 
 @dataclass
 class Edit:
-    """A permanent edit: which components to zero, and why."""
+    """A permanent edit: which components to zero, and why.
+
+    >>> edit = Edit("model", "forget", "lower", [2], ["fc[0]", "fc[1]", "fc[2]"], "k=1")
+    >>> edit.record()["ablated_names"]
+    ['fc[2]']
+    """
 
     setup: str
     experiment: str
@@ -190,5 +209,12 @@ class Edit:
 
 
 def apply_edit(model: nn.Module, spec: ComponentSpec, ablated: Sequence[int]) -> nn.Module:
-    """Zero the weights of the ablated components in place (the permanent edit)."""
+    """Zero the weights of the ablated components in place (the permanent edit).
+
+    >>> from coar.components import ComponentSpec
+    >>> layer = nn.Sequential(nn.Linear(2, 3))
+    >>> _ = apply_edit(layer, ComponentSpec([("0", 3)]), [1])
+    >>> layer[0].weight[1].abs().sum().item()
+    0.0
+    """
     return zero_components(model, spec, torch.from_numpy(keep_mask(len(spec), ablated)))

@@ -30,7 +30,7 @@ from coar.regression import (
     ridge_grid,
     ridge_path,
 )
-from coar.store import iter_beton
+from coar.store import beton_length, iter_beton
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,6 @@ DEFAULT_LASSO = {"tol": 1e-5, "max_iter": 500, "patience": 3}
 def validation_rows(n_rows: int, val_fraction: float, seed: int) -> np.ndarray:
     """Boolean (n_rows,): True for the held-out rows (a seeded random subset)."""
     return np.random.default_rng(seed).random(n_rows) < val_fraction
-
-
-def beton_length(beton_path) -> int:
-    from ffcv.reader import Reader
-
-    return int(Reader(str(beton_path)).num_samples)
 
 
 def fit_stats(train: GramStats, val: GramStats | None, fit_config: dict) -> tuple[LinearFit, dict]:

@@ -13,9 +13,11 @@ equivalent to zeroing that unit's weights:
   slice of its input (the head's output);
 - ``in_proj`` and ``head`` of an ``nn.MultiheadAttention`` (torchvision ViT), and
   ``out`` of its ``out_proj``: its packed projections have no submodule to hook,
-  so while masks are active the module runs an equivalent functional forward
-  (packed Q/K/V projection, masked, scaled-dot-product attention, per-head mask,
-  ``out_proj`` called as a module so that its hooks fire).
+  so while masks are active the module runs the functional forward of
+  ``coar.attention`` (packed Q/K/V projection, masked, scaled-dot-product
+  attention, per-head mask, ``out_proj`` called as a module so that its hooks fire).
+
+Which activation each unit kind masks is read from ``coar.components.UNIT_KINDS``.
 
 Every path is tested against literally zeroing the weights
 (``coar.components.zero_components``) in ``tests/test_masking.py``.
@@ -25,15 +27,14 @@ from __future__ import annotations
 
 import logging
 import time
-import types
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from coar.components import ComponentGroup, ComponentSpec, is_gpt2_attention
+from coar.attention import patch_self_attention, self_attention, unpatch
+from coar.components import ComponentGroup, ComponentSpec, UnitKind
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,10 @@ class MaskedModel:
         self._depth = 0
         self.max_batch: int | None = None  # set by ablated_outputs after an out-of-memory
         self._keep_per_sample: torch.Tensor | None = None  # (K*E, |C|), for conv groups
+        self._kinds = [g.kind(self._modules[g.module]) for g in spec.groups]
+        # Output masks along dim 1 (conv filters) take one factor per (sample, channel).
         self._conv_groups = any(
-            isinstance(self._modules[g.module], nn.Conv2d) and g.unit == "out" for g in spec.groups
+            not k.patched and k.side == "output" and k.dim == 1 for k in self._kinds
         )
         self._forward = torch.compile(model) if compile else model
 
@@ -97,33 +100,37 @@ class MaskedModel:
     def _keep_of(self, group: ComponentGroup, dtype: torch.dtype) -> torch.Tensor:
         return self._keep[:, group.offset : group.offset + group.size].to(dtype)
 
-    def _out_hook(self, group: ComponentGroup):
-        conv = isinstance(self._modules[group.module], nn.Conv2d)
+    def _mask_output(self, group: ComponentGroup, out, bias, channels_first: bool):
+        """Set the ablated units of a fresh output to their bias (0 if none), in place."""
+        if channels_first:
+            # One (sample, channel) factor per sample: a plain 4-D broadcast, about twice
+            # as fast as a (K, 1, C, 1, 1) one over a (K, E, C, H, W) view (channels-last).
+            keep = self._keep_per_sample[:, group.offset : group.offset + group.size]
+            # In the output's dtype: a mixed-dtype in-place product (bf16 output, fp32
+            # mask) is a slow, unvectorised loop on the CPU.
+            keep = keep.to(out.dtype).view(*keep.shape, *([1] * (out.dim() - 2)))
+            view = out
+        else:  # (K, E, ..., C)
+            keep = self._keep_of(group, out.dtype)
+            n_masks, units = keep.shape
+            keep = keep.view(n_masks, *([1] * (out.dim() - 1)), units)
+            view = _per_mask(out, n_masks)
+        # Hooks run only under no_grad (see __call__): modify the fresh output in place.
+        if bias is None:
+            view.mul_(keep)
+        else:  # out * keep + bias * (1 - keep), in one pass over the output
+            bias = bias.to(out.dtype)
+            bias = bias.view(-1, *([1] * (out.dim() - 2))) if channels_first else bias
+            torch.addcmul(bias * (1 - keep), view, keep, out=view)
+        return out
+
+    def _out_hook(self, group: ComponentGroup, kind: UnitKind):
+        channels_first = kind.dim == 1
 
         def hook(module, inputs, out):
             if self._keep is None:
                 return None
-            if conv:
-                # One (sample, channel) factor per sample: a plain 4-D broadcast, about twice
-                # as fast as a (K, 1, C, 1, 1) one over a (K, E, C, H, W) view (channels-last).
-                keep = self._keep_per_sample[:, group.offset : group.offset + group.size]
-                # In the output's dtype: a mixed-dtype in-place product (bf16 output, fp32
-                # mask) is a slow, unvectorised loop on the CPU.
-                keep = keep.to(out.dtype).view(*keep.shape, *([1] * (out.dim() - 2)))
-                view = out
-            else:  # (K, E, ..., C)
-                keep = self._keep_of(group, out.dtype)
-                n_masks, units = keep.shape
-                keep = keep.view(n_masks, *([1] * (out.dim() - 1)), units)
-                view = _per_mask(out, n_masks)
-            # Hooks run only under no_grad (see __call__): modify the fresh output in place.
-            if module.bias is None:
-                view.mul_(keep)
-            else:  # out * keep + bias * (1 - keep), in one pass over the output
-                bias = module.bias.to(out.dtype)
-                bias = bias.view(-1, *([1] * (out.dim() - 2))) if conv else bias
-                torch.addcmul(bias * (1 - keep), view, keep, out=view)
-            return out
+            return self._mask_output(group, out, kind.ablated(module), channels_first)
 
         return hook
 
@@ -150,95 +157,58 @@ class MaskedModel:
         return hook
 
     def _install(self) -> None:
-        groups_by_attention: dict[str, dict[str, ComponentGroup]] = {}
-        for g in self.spec.groups:
+        """Hook each group's activation (see `coar.components.UNIT_KINDS`); groups of an
+        nn.MultiheadAttention's packed projection or heads patch its forward instead."""
+        attentions: dict[str, dict[str, ComponentGroup]] = {}
+        for g, kind in zip(self.spec.groups, self._kinds, strict=True):
+            if kind.patched:
+                attentions.setdefault(g.module, {})[g.unit] = g
+                continue
             module = self._modules[g.module]
-            if isinstance(module, nn.MultiheadAttention):
-                groups_by_attention.setdefault(g.module, {})[g.unit] = g
-            elif g.unit == "head" and is_gpt2_attention(module):
-                hook = self._in_hook(g, width=int(module.head_dim))
-                self._handles.append(module.c_proj.register_forward_pre_hook(hook))
-            elif g.unit == "in":
-                self._handles.append(module.register_forward_pre_hook(self._in_hook(g)))
+            site = module.get_submodule(kind.site) if kind.site else module
+            if kind.side == "output":
+                self._handles.append(site.register_forward_hook(self._out_hook(g, kind)))
             else:
-                parent, _, leaf = g.module.rpartition(".")
-                if leaf == "out_proj" and isinstance(
-                    self._modules.get(parent), nn.MultiheadAttention
-                ):
-                    groups_by_attention.setdefault(parent, {})["out_proj"] = g
-                self._handles.append(module.register_forward_hook(self._out_hook(g)))
-        for name, groups in groups_by_attention.items():
+                hook = self._in_hook(g, width=kind.width(module))
+                self._handles.append(site.register_forward_pre_hook(hook))
+            # An attention's own forward bypasses its out_proj module: patch it so that
+            # out_proj is called as a module and its hooks fire.
+            parent, _, leaf = ".".join(filter(None, (g.module, kind.site))).rpartition(".")
+            if leaf == "out_proj" and isinstance(self._modules.get(parent), nn.MultiheadAttention):
+                attentions.setdefault(parent, {})
+        for name, groups in attentions.items():
             self._patch_attention(self._modules[name], name, groups)
 
     def _patch_attention(self, attention: nn.MultiheadAttention, name: str, groups) -> None:
-        if "forward" in attention.__dict__:
-            raise RuntimeError(
-                f"attention module {name!r} is already patched by another active MaskedModel"
-            )
-        if attention.bias_k is not None or attention.add_zero_attn:
-            raise NotImplementedError(
-                f"attention module {name!r}: add_bias_kv / add_zero_attn are not supported"
-            )
-        original = type(attention).forward
-        masked = self
+        def run(module, x, attn_mask, is_causal):
+            return self._attention(module, groups, x, attn_mask, is_causal)
 
-        def forward(module, query, key, value, key_padding_mask=None, need_weights=True, **kw):
-            if masked._keep is None:
-                return original(module, query, key, value, key_padding_mask, need_weights, **kw)
-            if not (query is key is value) or key_padding_mask is not None or need_weights:
-                raise NotImplementedError(
-                    f"masked attention {name!r} supports self-attention with "
-                    "need_weights=False and no key_padding_mask (as torchvision's ViT calls it)"
-                )
-            if kw.get("average_attn_weights") is False:
-                raise NotImplementedError(f"masked attention {name!r}: no attention weights")
-            return masked._attention(
-                module, groups, query, kw.get("attn_mask"), kw.get("is_causal", False)
-            )
-
-        attention.forward = types.MethodType(forward, attention)
+        patch_self_attention(attention, name, run, "masked", lambda: self._keep is not None)
         self._patched.append(attention)
 
     def _attention(self, module: nn.MultiheadAttention, groups, x, attn_mask, is_causal):
         """nn.MultiheadAttention's self-attention with per-sample component masks."""
-        if not module.batch_first:
-            x = x.transpose(0, 1)
-        batch, tokens, embed = x.shape
-        heads, head_dim = module.num_heads, module.head_dim
         n_masks = self._keep.shape[0]
-        qkv = F.linear(x, module.in_proj_weight, module.in_proj_bias)  # (B, T, 3E)
+        on_qkv = on_heads = None
         if "in_proj" in groups:
-            keep = self._keep_of(groups["in_proj"], qkv.dtype).view(n_masks, 1, 1, -1)
-            view = _per_mask(qkv, n_masks)
-            if module.in_proj_bias is None:
-                view.mul_(keep)
-            else:
-                bias = module.in_proj_bias.to(qkv.dtype)
-                torch.addcmul(bias * (1 - keep), view, keep, out=view)
-        q, k, v = qkv.view(batch, tokens, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=module.dropout if module.training else 0.0,
-            is_causal=is_causal,
-        )  # (B, H, T, d)
+
+            def on_qkv(qkv):  # (B, T, 3E)
+                return self._mask_output(groups["in_proj"], qkv, module.in_proj_bias, False)
+
         if "head" in groups:
-            keep = self._keep_of(groups["head"], attended.dtype)
-            keep = keep.view(n_masks, 1, heads, 1, 1)
-            attended = (_per_mask(attended, n_masks) * keep).flatten(0, 1)
-        attended = attended.transpose(1, 2).reshape(batch, tokens, embed)
-        out = module.out_proj(attended)  # a module call, so that out_proj's hook fires
-        if not module.batch_first:
-            out = out.transpose(0, 1)
-        return out, None
+
+            def on_heads(attended):  # (B, H, T, d)
+                keep = self._keep_of(groups["head"], attended.dtype)
+                keep = keep.view(n_masks, 1, module.num_heads, 1, 1)
+                return (_per_mask(attended, n_masks) * keep).flatten(0, 1)
+
+        return self_attention(module, x, attn_mask, is_causal, on_qkv, on_heads)
 
     def _remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         for attention in self._patched:
-            del attention.forward
+            unpatch(attention)
         self._handles, self._patched = [], []
 
     def __enter__(self) -> MaskedModel:
@@ -363,6 +333,7 @@ def fastest_cpu_batch(
     smallest: int = 64,
     min_seconds: float = 0.2,
     max_pass_seconds: float = 1.0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> int:
     """The CPU batch (pairs per forward pass) with the highest measured throughput.
 
@@ -376,7 +347,8 @@ def fastest_cpu_batch(
     runs first. A second sweep times each size over
     at least ``min_seconds`` (best pass kept), stopping after two sizes in a row below
     80% of the best; the largest size within 5% of the best rate wins. Unablated
-    passes, eager (a compiled forward would recompile for every size).
+    passes, eager (a compiled forward would recompile for every size). ``clock`` measures
+    the passes (tests inject a deterministic one).
     """
     n_examples = batch_size_of(inputs)
     keep_all = torch.ones(1, len(masked.spec), dtype=torch.bool, device=labels.device)
@@ -388,9 +360,9 @@ def fastest_cpu_batch(
         return x, keep, _repeat_labels(labels[:examples], keep.shape[0])
 
     def seconds_of_pass(x, keep, y) -> float:
-        start = time.perf_counter()
+        start = clock()
         output_fn(masked(x, keep, eager=True), y)
-        return time.perf_counter() - start
+        return clock() - start
 
     sizes, size = [], min(smallest, n_examples)
     with autocast_context(labels.device, autocast):

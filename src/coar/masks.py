@@ -18,7 +18,14 @@ def stream_id(name: str) -> int:
 
 
 def sample_masks(seed: int, stream: str, rows, n_components: int, alpha: float) -> np.ndarray:
-    """Keep-masks for the given row indices: bool array (len(rows), n_components)."""
+    """Keep-masks for the given row indices: bool array (len(rows), n_components).
+
+    >>> masks = sample_masks(seed=0, stream="train", rows=[0, 1], n_components=5, alpha=0.4)
+    >>> masks.shape, masks.dtype
+    ((2, 5), dtype('bool'))
+    >>> bool((sample_masks(0, "train", [1], 5, 0.4) == masks[1]).all())  # row 1 alone
+    True
+    """
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"ablation fraction alpha must be in [0, 1), got {alpha}")
     key = stream_id(stream)

@@ -10,6 +10,7 @@ outputs before writing the beton (fields: mask bool, targets float32, idx int).
 
 from __future__ import annotations
 
+import importlib
 import json
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -108,10 +109,28 @@ def iter_shards(
         yield masks[start:stop], outputs[start:stop], np.arange(start, stop, dtype=np.int64)
 
 
+def _ffcv(module: str):
+    """An FFCV module, or an ImportError that says how to install FFCV."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"component datasets in FFCV's beton format need FFCV ({err}): install it with "
+            "pip install 'coar[workflow]' (it compiles against libopencv-dev, "
+            "libturbojpeg0-dev and pkg-config), or fit from the shards with "
+            "coar.AttributionRun.fit"
+        ) from err
+
+
+def beton_length(beton_path) -> int:
+    """The number of rows of a gathered component dataset."""
+    return int(_ffcv("ffcv.reader").Reader(str(beton_path)).num_samples)
+
+
 def gather_to_beton(paths: Sequence, run: dict, beton_path, num_workers: int = 1) -> None:
     """Write the checked shards of `run` as one FFCV beton, ordered by row index."""
-    from ffcv.fields import IntField, NDArrayField
-    from ffcv.writer import DatasetWriter
+    IntField, NDArrayField = _ffcv("ffcv.fields").IntField, _ffcv("ffcv.fields").NDArrayField
+    DatasetWriter = _ffcv("ffcv.writer").DatasetWriter
 
     shards = check_shards(paths, run)
     n_rows = run["n_rows"]
@@ -141,7 +160,8 @@ def iter_beton(
     beton_path, batch_size: int = 4096, num_workers: int = 1
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Stream (masks bool, targets float32, idx int64) batches from a beton, in row order."""
-    from ffcv.loader import Loader, OrderOption
+    loader_module = _ffcv("ffcv.loader")
+    Loader, OrderOption = loader_module.Loader, loader_module.OrderOption
 
     if not Path(beton_path).is_file():
         raise FileNotFoundError(f"component dataset {beton_path} does not exist")

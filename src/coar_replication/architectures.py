@@ -1,5 +1,9 @@
 """The paper's architectures with random weights, at full size or as tiny test instances.
 
+This is the one registry of architectures: checkpoints (`coar_replication.checkpoints`)
+name a constructor of `CONSTRUCTORS` and its arguments, and imported checkpoints are
+built by `build_architecture`.
+
 ``build(name, size="full"|"tiny", seed=0)`` returns an eval-mode model without
 downloading anything (torchvision ``weights=None``, a Hugging Face config
 instead of pretrained weights). ``ARCHITECTURES[name]`` also says which
@@ -14,49 +18,150 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torchvision.models import ResNet, VisionTransformer, resnet50, vit_b_16
+from torchvision.models.resnet import Bottleneck
 
 from coar_replication.models import MiniResNet
 
 
+# ------------------------------------------------------------------ constructors
+class _NarrowResNet(ResNet):
+    """torchvision's ResNet with every stage's width divided by `divisor` (tiny tests).
+
+    Module names and block structure are those of the full model, so component
+    specs, checkpoints and masking run the same code paths. (Narrower than the
+    registry's tiny ResNet-50: the workflow tests fit its 424 components from a few
+    dozen masks in seconds.)
+    """
+
+    def __init__(self, block, layers, num_classes: int, divisor: int):
+        self._divisor = divisor
+        super().__init__(block, layers, num_classes=num_classes)
+        self.fc = nn.Linear(512 // divisor * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
+        return super()._make_layer(block, planes // self._divisor, blocks, stride, dilate)
+
+
+def _resnet50(divisor: int = 1, **kwargs) -> nn.Module:
+    """ResNet-50 (``resnet50(weights=None, **kwargs)``), or a torchvision ResNet of
+    Bottleneck ``layers``, narrowed by ``divisor``."""
+    if divisor != 1:
+        return _NarrowResNet(Bottleneck, kwargs.pop("layers"), divisor=divisor, **kwargs)
+    if "layers" not in kwargs:
+        return resnet50(weights=None, **kwargs)
+    return ResNet(Bottleneck, **kwargs)
+
+
+def _vit(**kwargs) -> nn.Module:
+    """ViT-B/16 (``vit_b_16(weights=None, **kwargs)``), or a VisionTransformer."""
+    if "image_size" not in kwargs:
+        return vit_b_16(weights=None, **kwargs)
+    return VisionTransformer(**kwargs)
+
+
+# Keys of a GPT2Config that checkpoints keep (with a non-None value).
+GPT2_CONFIG_KEYS = (
+    "vocab_size",
+    "n_positions",
+    "n_embd",
+    "n_layer",
+    "n_head",
+    "n_inner",
+    "activation_function",
+    "layer_norm_epsilon",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "tie_word_embeddings",
+)
+
+
+def gpt2_model(config: dict, state_dict: dict | None = None) -> nn.Module:
+    """A transformers GPT2LMHeadModel (SDPA attention, no KV cache) from a config dict,
+    with the given weights (``lm_head.weight`` may be left out: it is tied to
+    ``transformer.wte.weight``), in eval mode. The one place that constructs GPT-2."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(**{**config, "use_cache": False})
+    cfg._attn_implementation = "sdpa"
+    model = GPT2LMHeadModel(cfg)
+    if state_dict is not None:
+        result = model.load_state_dict(state_dict, strict=False)
+        missing = set(result.missing_keys) - {"lm_head.weight"}
+        if missing or result.unexpected_keys:
+            raise KeyError(
+                f"GPT-2 weights do not match the architecture: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(result.unexpected_keys)[:5]}"
+            )
+        model.tie_weights()
+    return model.eval()
+
+
+def is_gpt2(model: nn.Module) -> bool:
+    return type(model).__name__ == "GPT2LMHeadModel"
+
+
+def gpt2_config(model: nn.Module) -> dict:
+    """The config dict that `gpt2_model` rebuilds the model from."""
+    return {
+        key: value
+        for key, value in model.config.to_dict().items()
+        if key in GPT2_CONFIG_KEYS and value is not None
+    }
+
+
+def gpt2_state_dict(model: nn.Module) -> dict:
+    """The weights a GPT-2 checkpoint keeps: on the CPU, without the tied lm_head."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state.pop("lm_head.weight", None)  # tied to transformer.wte.weight
+    return state
+
+
+def _gpt2(**config) -> nn.Module:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # tiny vocabularies make it warn about GPT-2's token ids
+    return gpt2_model(config)
+
+
+# A model's constructor, by the name checkpoints give it (their "format" entry).
+CONSTRUCTORS: dict[str, Callable[..., nn.Module]] = {
+    "miniresnet": MiniResNet,
+    "torchvision_resnet": _resnet50,
+    "torchvision_vit": _vit,
+    "gpt2": _gpt2,
+}
+# Set on models built by `make_model` (and loaded checkpoints): how to build them again.
+CHECKPOINT_ATTR = "coar_checkpoint"
+
+
+def make_model(constructor: str, config: dict) -> nn.Module:
+    """``CONSTRUCTORS[constructor](**config)``, remembering both on the model (see
+    `CHECKPOINT_ATTR`), so that its checkpoint can say how to rebuild it."""
+    if constructor not in CONSTRUCTORS:
+        raise KeyError(f"unknown model constructor {constructor!r} (known: {sorted(CONSTRUCTORS)})")
+    model = CONSTRUCTORS[constructor](**config)
+    setattr(model, CHECKPOINT_ATTR, {"format": constructor, "config": dict(config)})
+    return model
+
+
+# ------------------------------------------------------------------ architectures
 @dataclass(frozen=True)
 class Architecture:
     kind: str  # the paper's component kind for this model
     task: str  # "classification" (inputs: images) or "language" (inputs: token ids)
     full: dict  # constructor arguments at the paper's size
     tiny: dict  # constructor arguments of a small instance for CPU tests
-    make: Callable[..., nn.Module]
+    constructor: str  # its entry of CONSTRUCTORS
     image_size: tuple[int, int] | None = None  # input side (full, tiny); None for text
+    # Imported checkpoints' tiny size (the tiny paper config's stand-ins of the published
+    # files: the real datasets' inputs, e.g. 32x32 CIFAR-10 images); default: ``tiny``.
+    checkpoint_tiny: dict | None = None
 
-
-def _mini_resnet(**kwargs) -> nn.Module:
-    return MiniResNet(**kwargs)
-
-
-def _resnet50(**kwargs) -> nn.Module:
-    from torchvision.models import resnet50
-    from torchvision.models.resnet import Bottleneck, ResNet
-
-    if not kwargs:
-        return resnet50(weights=None)
-    return ResNet(Bottleneck, **kwargs)
-
-
-def _vit(**kwargs) -> nn.Module:
-    from torchvision.models import vit_b_16
-    from torchvision.models.vision_transformer import VisionTransformer
-
-    if not kwargs:
-        return vit_b_16(weights=None)
-    return VisionTransformer(**kwargs)
-
-
-def _gpt2(**kwargs) -> nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # tiny vocabularies make it warn about GPT-2's token ids
-    config = GPT2Config(**kwargs)
-    return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
+    @property
+    def make(self) -> Callable[..., nn.Module]:
+        return CONSTRUCTORS[self.constructor]
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -66,7 +171,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         "classification",
         dict(in_channels=1, planes=32, num_blocks=4, num_classes=10, pool=2, image_size=8),
         dict(in_channels=1, planes=8, num_blocks=2, num_classes=10, pool=2, image_size=8),
-        _mini_resnet,
+        "miniresnet",
         (8, 8),
     ),
     # Setup A: CIFAR-10 MiniResNet, 9 convs x 256 filters = 2,304.
@@ -75,8 +180,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         "classification",
         dict(in_channels=3, planes=256, num_blocks=4, num_classes=10, pool=8, image_size=32),
         dict(in_channels=3, planes=8, num_blocks=2, num_classes=10, pool=8, image_size=16),
-        _mini_resnet,
+        "miniresnet",
         (32, 16),
+        dict(in_channels=3, planes=8, num_blocks=2, num_classes=10, pool=8, image_size=32),
     ),
     # Setup B: torchvision ResNet-50, 22,720 conv filters (downsample convs excluded).
     "imagenet_resnet50": Architecture(
@@ -84,8 +190,9 @@ ARCHITECTURES: dict[str, Architecture] = {
         "classification",
         dict(),
         dict(layers=[1, 1, 1, 1], num_classes=10, width_per_group=8),
-        _resnet50,
+        "torchvision_resnet",
         (224, 32),
+        dict(layers=[1, 1, 1, 1], num_classes=10, divisor=16),
     ),
     # Setup C: torchvision ViT-B/16, 82,944 neurons.
     "imagenet_vit": Architecture(
@@ -101,8 +208,17 @@ ARCHITECTURES: dict[str, Architecture] = {
             mlp_dim=64,
             num_classes=10,
         ),
-        _vit,
+        "torchvision_vit",
         (224, 32),
+        dict(
+            image_size=32,
+            patch_size=8,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=16,
+            mlp_dim=32,
+            num_classes=10,
+        ),
     ),
     # GPT-2 small on TinyStories, 64,512 Conv1D rows.
     "gpt2": Architecture(
@@ -110,7 +226,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         "language",
         dict(),
         dict(n_layer=2, n_embd=32, n_head=4, n_positions=32, vocab_size=97),
-        _gpt2,
+        "gpt2",
     ),
 }
 
@@ -128,8 +244,32 @@ def build(name: str, size: str = "full", seed: int = 0) -> nn.Module:
         raise ValueError(f"architecture size must be 'full' or 'tiny', got {size!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = arch.make(**(arch.full if size == "full" else arch.tiny))
+        model = make_model(arch.constructor, arch.full if size == "full" else arch.tiny)
     return model.eval()
+
+
+SIZES = ("full", "tiny")
+
+
+def checkpoint_config(name: str, size: str, num_classes: int) -> tuple[str, dict]:
+    """(constructor, config) of an image classifier as checkpoints of a setup's
+    ``source.model`` (architecture, size, num_classes) have it."""
+    arch = architecture(name)
+    if arch.task != "classification":
+        raise KeyError(f"architecture {name!r} is not an image classifier")
+    if size not in SIZES:
+        raise ValueError(f"architecture size must be one of {SIZES}, got {size!r}")
+    base = arch.full if size == "full" else (arch.checkpoint_tiny or arch.tiny)
+    return arch.constructor, {**base, "num_classes": num_classes}
+
+
+def build_architecture(name: str, size: str = "full", num_classes: int = 1000) -> nn.Module:
+    """A randomly initialised model to load a checkpoint into.
+
+    Unlike `build` it takes the number of classes (2 for the fine-tuned Waterbirds and
+    CelebA ResNet-50s), and its tiny sizes (``checkpoint_tiny``) take the real datasets'
+    inputs (32x32 CIFAR-10 images)."""
+    return make_model(*checkpoint_config(name, size, num_classes))
 
 
 def random_inputs(

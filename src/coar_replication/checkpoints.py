@@ -16,24 +16,47 @@ Published checkpoints come in three formats (``source.model.format`` in the conf
   names carry a ``base_model.`` prefix: give it as ``strip_prefix``).
 - ``torchvision``: torchvision's weight files (e.g. ``resnet50-0676ba61.pth``).
 
-Imported models are saved in our format: architecture name, size, number of
-classes, input normalisation and the state dict; it loads with
-``weights_only=True``.
+Every model file the workflow writes has one format, written by `save_model` and
+read by `read_model` (`load_checkpoint` for a setup's model, `load_model` for the
+model alone), always with ``weights_only=True``: a dict of
+
+- ``format``: the model's constructor in ``coar_replication.architectures.CONSTRUCTORS``
+  (``torchvision_resnet``, ``torchvision_vit``, ``gpt2``), left out for this project's
+  ``miniresnet`` (the layout its MiniResNet files have always had); ``state_dict``
+  for a model that the registry cannot build (the edited CLIP zero-shot classifier),
+  whose weights load into their own model with `read_state_dict`;
+- ``config``: the constructor's keyword arguments;
+- ``state_dict``: the weights (GPT-2's without the tied ``lm_head.weight``);
+- metadata: for an imported model its registry ``architecture`` and input
+  ``normalization`` (names), which the edited models of it keep; ``metrics``,
+  ``edit``, ``components``, ``source``, as their writers give them.
+
+Files of the earlier layout of imported models (``architecture`` a dict of name,
+size, number of classes, with ``miniresnet`` arguments for MiniResNets) still load.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet, VisionTransformer, resnet50, vit_b_16
-from torchvision.models.resnet import Bottleneck
 
-from coar.atomic import atomic_path
 from coar.edit import Edit
-from coar_replication.models import MiniResNet, save_model
+from coar_replication.architectures import (
+    CHECKPOINT_ATTR,
+    build_architecture,
+    checkpoint_config,
+    gpt2_config,
+    gpt2_model,
+    gpt2_state_dict,
+    is_gpt2,
+    make_model,
+)
+from coar_replication.models import MiniResNet
 
 # Input normalisation on the 0-255 scale, as the original's FFCV pipelines apply it.
 NORMALIZATION = {
@@ -44,70 +67,6 @@ NORMALIZATION = {
         "std": [68.5005327, 66.6321579, 70.32316305],
     },
 }
-
-
-class _NarrowResNet(ResNet):
-    """torchvision's ResNet with every stage's width divided by `divisor` (tiny tests).
-
-    Module names and block structure are those of the full model, so component
-    specs, checkpoints and masking run the same code paths. (Narrower than
-    coar_replication.architectures' tiny ResNet-50: the workflow tests fit its 424 components
-    from a few dozen masks in seconds.)
-    """
-
-    def __init__(self, block, layers, num_classes: int, divisor: int):
-        self._divisor = divisor
-        super().__init__(block, layers, num_classes=num_classes)
-        self.fc = nn.Linear(512 // divisor * block.expansion, num_classes)
-
-    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
-        return super()._make_layer(block, planes // self._divisor, blocks, stride, dilate)
-
-
-def _cifar_miniresnet(size: str, num_classes: int) -> nn.Module:
-    planes, blocks = (256, 4) if size == "full" else (8, 2)
-    return MiniResNet(3, planes, blocks, num_classes, pool=8, image_size=32)
-
-
-def _imagenet_resnet50(size: str, num_classes: int) -> nn.Module:
-    if size == "full":
-        return resnet50(num_classes=num_classes)
-    return _NarrowResNet(Bottleneck, [1, 1, 1, 1], num_classes, divisor=16)
-
-
-def _imagenet_vit(size: str, num_classes: int) -> nn.Module:
-    if size == "full":
-        return vit_b_16(num_classes=num_classes)
-    return VisionTransformer(
-        image_size=32,
-        patch_size=8,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        mlp_dim=32,
-        num_classes=num_classes,
-    )
-
-
-ARCHITECTURES = {
-    "cifar_miniresnet": _cifar_miniresnet,
-    "imagenet_resnet50": _imagenet_resnet50,
-    "imagenet_vit": _imagenet_vit,
-}
-SIZES = ("full", "tiny")
-
-
-def build_architecture(name: str, size: str = "full", num_classes: int = 1000) -> nn.Module:
-    """A randomly initialised model to load a checkpoint into.
-
-    Unlike ``coar_replication.architectures.build`` it takes the number of classes (2 for the
-    fine-tuned Waterbirds and CelebA ResNet-50s), and its tiny sizes take the real
-    datasets' inputs (32x32 CIFAR-10 images)."""
-    if name not in ARCHITECTURES:
-        raise KeyError(f"unknown architecture {name!r} (known: {sorted(ARCHITECTURES)})")
-    if size not in SIZES:
-        raise ValueError(f"architecture size must be one of {SIZES}, got {size!r}")
-    return ARCHITECTURES[name](size, num_classes)
 
 
 class CheckpointError(ValueError):
@@ -229,36 +188,115 @@ def import_checkpoint(path, model_cfg: dict) -> nn.Module:
     raise CheckpointError(f"unknown checkpoint format {fmt!r}")
 
 
-def save_checkpoint(model: nn.Module, path, *, architecture: dict, normalization: str) -> None:
-    """Our format: architecture description, input normalisation, state dict."""
+DEFAULT_FORMAT = "miniresnet"  # a checkpoint without "format"
+WEIGHTS_ONLY = "state_dict"  # the format of a model that the registry cannot build
+IDENTITY = ("architecture", "normalization")  # metadata that a model's edits keep
+
+
+def _header(model: nn.Module) -> dict:
+    """How to rebuild the model: format, config and its identity metadata."""
+    header = dict(getattr(model, CHECKPOINT_ATTR, {}))
     if isinstance(model, MiniResNet):
-        architecture = {**architecture, "miniresnet": model.config}
-    payload = {
-        "architecture": dict(architecture),
-        "normalization": normalization,
-        "state_dict": model.state_dict(),
-    }
-    with atomic_path(path) as tmp:
+        header.update(format=DEFAULT_FORMAT, config=model.config)
+    elif is_gpt2(model):
+        header.update(format="gpt2", config=gpt2_config(model))
+    elif "format" not in header:
+        header = {"format": WEIGHTS_ONLY}
+    return header
+
+
+def save_model(model: nn.Module, path, **metadata) -> None:
+    """Write a model in the checkpoint format (see the module's docstring), atomically.
+
+    A model loaded by `read_model` keeps its ``architecture`` and ``normalization``."""
+    header = _header(model)
+    payload = {}
+    if header["format"] != DEFAULT_FORMAT:
+        payload["format"] = header["format"]
+    if "config" in header:
+        payload["config"] = header["config"]
+    payload["state_dict"] = gpt2_state_dict(model) if is_gpt2(model) else model.state_dict()
+    payload.update({key: header[key] for key in IDENTITY if key in header})
+    payload.update(metadata)
+    _save_atomically(payload, path)
+
+
+def _save_atomically(payload: dict, path) -> None:
+    """torch.save under the final file name in a temporary sibling folder, then rename:
+    the archive inside is named after the file, so equal payloads give equal bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as folder:
+        tmp = Path(folder) / path.name
         torch.save(payload, tmp)
+        os.replace(tmp, path)
 
 
-def load_checkpoint(path) -> tuple[nn.Module, dict]:
-    """(model in eval mode, info): info holds ``architecture`` (the name) and
-    ``normalization`` ({mean, std} on the 0-255 scale)."""
+def _from_earlier_layout(payload: dict) -> dict:
+    """An imported model's checkpoint of the earlier layout, in the current one."""
+    arch = payload["architecture"]
+    if "miniresnet" in arch:
+        fmt, config = DEFAULT_FORMAT, arch["miniresnet"]
+    else:
+        fmt, config = checkpoint_config(arch["architecture"], arch["size"], arch["num_classes"])
+    rest = {k: v for k, v in payload.items() if k not in ("architecture", "state_dict")}
+    return {
+        "format": fmt,
+        "config": config,
+        "state_dict": payload["state_dict"],
+        "architecture": arch["architecture"],
+        **rest,
+    }
+
+
+def read_model(path) -> tuple[nn.Module, dict]:
+    """(model in eval mode, the checkpoint's metadata) of a file in the checkpoint format."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"model checkpoint {path} does not exist")
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    arch = payload["architecture"]
-    if "miniresnet" in arch:
-        model = MiniResNet(**arch["miniresnet"])
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise CheckpointError(f"{path}: not a model checkpoint (no state_dict)")
+    if isinstance(payload.get("architecture"), dict):
+        payload = _from_earlier_layout(payload)
+    fmt = payload.get("format", DEFAULT_FORMAT)
+    if fmt == WEIGHTS_ONLY:
+        raise CheckpointError(
+            f"{path}: the weights of a model that coar_replication.architectures does not "
+            "build; load them into that model (read_state_dict)"
+        )
+    if "config" not in payload:
+        raise CheckpointError(f"{path}: checkpoint of format {fmt!r} has no config")
+    if fmt == "gpt2":  # ties lm_head.weight, which the file leaves out, to the embeddings
+        model = gpt2_model(payload["config"], payload["state_dict"])
     else:
-        model = build_architecture(arch["architecture"], arch["size"], arch["num_classes"])
-    _load_strict(model, payload["state_dict"], str(path))
+        try:
+            model = make_model(fmt, payload["config"])
+        except KeyError as err:
+            raise CheckpointError(f"{path}: {err.args[0]}") from err
+        _load_strict(model, payload["state_dict"], str(path))
+    meta = {k: v for k, v in payload.items() if k not in ("format", "config", "state_dict")}
+    stamp = {"format": fmt, "config": payload["config"]}
+    setattr(model, CHECKPOINT_ATTR, {**stamp, **{k: meta[k] for k in IDENTITY if k in meta}})
+    return model.eval(), meta
+
+
+def load_model(path) -> nn.Module:
+    """The model of a checkpoint, in eval mode, on the CPU."""
+    return read_model(path)[0]
+
+
+def load_checkpoint(path) -> tuple[nn.Module, dict]:
+    """(model in eval mode, info) of an imported model (or an edit of one): info holds
+    ``architecture`` (the name) and ``normalization`` ({mean, std} on the 0-255 scale)."""
+    model, meta = read_model(path)
+    missing = [key for key in IDENTITY if key not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: not an imported model's checkpoint (no {missing})")
     info = {
-        "architecture": arch["architecture"],
-        "normalization": NORMALIZATION[payload["normalization"]],
+        "architecture": meta["architecture"],
+        "normalization": NORMALIZATION[meta["normalization"]],
     }
-    return model.eval(), info
+    return model, info
 
 
 def load_clip(path) -> nn.Module:
@@ -279,13 +317,6 @@ def load_clip(path) -> nn.Module:
 
 
 def save_edited_model(model: nn.Module, edit: Edit, path, **metadata) -> None:
-    """Save the edited weights with the edit's record (what was ablated and why).
-
-    Models of this project keep their architecture arguments (`coar_replication.models`);
-    any other model is saved as its state dict, to be loaded into its own class.
-    """
-    with atomic_path(path) as tmp:
-        if hasattr(model, "config"):
-            save_model(model, tmp, edit=edit.record(), **metadata)
-        else:
-            torch.save({"state_dict": model.state_dict(), "edit": edit.record(), **metadata}, tmp)
+    """Save the edited weights with the edit's record (what was ablated and why), in the
+    checkpoint format (`save_model`)."""
+    save_model(model, path, edit=edit.record(), **metadata)

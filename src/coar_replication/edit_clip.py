@@ -233,7 +233,8 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
 
     - ``openai_checkpoint``: the path of OpenAI's checkpoint file (the paper config's, from
       its download rule, relative to the workflow's working directory;
-      `coar_replication.checkpoints.load_clip`), with open_clip's tokenizer at the model's context length;
+      `coar_replication.checkpoints.load_clip`), with open_clip's tokenizer at the model's
+      context length;
     - ``open_clip`` (``model_name``, ``pretrained``): weights from open_clip's own cache;
     - ``tiny`` (``seed``): the random-weight stand-in.
 

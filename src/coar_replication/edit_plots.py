@@ -6,21 +6,11 @@ figure atomically; the caller writes the same tables as the figure's CSV.
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from coar.atomic import atomic_path  # noqa: E402
-
-
-def _save(fig, path) -> None:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+from coar_replication.plots import save_figure
 
 
 def _panels(n: int, width: float = 4.2, height: float = 3.4, columns: int = 3):
@@ -55,7 +45,7 @@ def figure_errors(tables: list[tuple[dict, pd.DataFrame]], title: str, path) -> 
         )
         ax.legend(frameon=False)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def figure_forget(tables: list[tuple[dict, pd.DataFrame]], title: str, path) -> None:
@@ -92,7 +82,7 @@ def figure_forget(tables: list[tuple[dict, pd.DataFrame]], title: str, path) -> 
         ax.set_title(f"{summary['setup']}: forget class {target}")
         ax.legend(frameon=False, fontsize=8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def figure_subpopulation(tables: list[tuple[dict, pd.DataFrame]], title: str, path) -> None:
@@ -111,7 +101,7 @@ def figure_subpopulation(tables: list[tuple[dict, pd.DataFrame]], title: str, pa
         ax.set_title(f"{summary['setup']}: target groups {summary['target_groups']}")
         ax.legend(frameon=False, fontsize=8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 def figure_backdoor(tables: list[tuple[dict, pd.DataFrame]], title: str, path) -> None:
@@ -131,7 +121,7 @@ def figure_backdoor(tables: list[tuple[dict, pd.DataFrame]], title: str, path) -
         ax.set_ylim(-3, 103)
         ax.legend(frameon=False)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path, tight_layout=True)
 
 
 FIGURES = {

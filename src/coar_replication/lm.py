@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from coar_replication.architectures import GPT2_CONFIG_KEYS, gpt2_model, is_gpt2
+
 log = logging.getLogger(__name__)
 
 IGNORE = -100  # target of a position that does not count (its next token is padding)
@@ -96,65 +98,15 @@ def check_right_padded(attention_mask: np.ndarray, what: str) -> None:
 
 
 # ------------------------------------------------------------------- checkpoints
-def gpt2_model(config: dict, state_dict: dict | None = None) -> nn.Module:
-    """A transformers GPT2LMHeadModel (SDPA attention, no KV cache) from a config dict."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    cfg = GPT2Config(**{**config, "use_cache": False})
-    cfg._attn_implementation = "sdpa"
-    model = GPT2LMHeadModel(cfg)
-    if state_dict is not None:
-        # lm_head.weight is tied to transformer.wte.weight, so checkpoints leave it out.
-        result = model.load_state_dict(state_dict, strict=False)
-        missing = set(result.missing_keys) - {"lm_head.weight"}
-        if missing or result.unexpected_keys:
-            raise KeyError(
-                f"GPT-2 weights do not match the architecture: missing {sorted(missing)[:5]}, "
-                f"unexpected {sorted(result.unexpected_keys)[:5]}"
-            )
-        model.tie_weights()
-    return model.eval()
-
-
-def save_lm(model: nn.Module, path, **metadata) -> None:
-    """Architecture (a GPT2Config dict) and weights only; no pickled classes."""
-    from coar.atomic import atomic_path
-
-    config = {
-        key: value
-        for key, value in model.config.to_dict().items()
-        if key in GPT2_CONFIG_KEYS and value is not None
-    }
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    state.pop("lm_head.weight", None)  # tied to transformer.wte.weight
-    with atomic_path(path) as tmp:
-        torch.save({"format": "gpt2", "config": config, "state_dict": state, **metadata}, tmp)
-
-
-GPT2_CONFIG_KEYS = (
-    "vocab_size",
-    "n_positions",
-    "n_embd",
-    "n_layer",
-    "n_head",
-    "n_inner",
-    "activation_function",
-    "layer_norm_epsilon",
-    "bos_token_id",
-    "eos_token_id",
-    "pad_token_id",
-    "tie_word_embeddings",
-)
-
-
 def load_lm(path, map_location="cpu") -> tuple[nn.Module, dict]:
-    """(GPT2LMHeadModel in eval mode, the checkpoint's metadata)."""
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if checkpoint.get("format") != "gpt2":
-        raise ValueError(f"{path}: not a GPT-2 checkpoint written by coar_replication.lm.save_lm")
-    model = gpt2_model(checkpoint["config"], checkpoint["state_dict"])
-    meta = {k: v for k, v in checkpoint.items() if k not in ("config", "state_dict")}
-    return model, meta
+    """(GPT2LMHeadModel in eval mode, the checkpoint's metadata) of a GPT-2 checkpoint
+    (`coar_replication.checkpoints.save_model`)."""
+    from coar_replication.checkpoints import read_model
+
+    model, meta = read_model(path)
+    if not is_gpt2(model):
+        raise ValueError(f"{path}: not a GPT-2 checkpoint ({type(model).__name__})")
+    return model.to(map_location), meta
 
 
 def import_hf_gpt2(config_path, weights_path) -> nn.Module:
@@ -301,7 +253,7 @@ def tokenize_gpt2(tokenizer_path, texts: list[str], max_tokens: int) -> dict[str
 
 # ------------------------------------------------------------------------- setup
 def load_causal_lm(name: str, model_path, data_path, device: torch.device):
-    """A causal-LM setup: a GPT-2 checkpoint written by ``save_lm`` whose metadata names
+    """A causal-LM setup: a GPT-2 checkpoint (``checkpoints.save_model``) whose metadata names
     the component kind (``components``), and evaluation stories (``input_ids`` and
     ``attention_mask``, right-padded) in an .npz file."""
     from coar.components import component_spec

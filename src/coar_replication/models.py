@@ -1,4 +1,7 @@
-"""Model architectures defined by this project (the paper's MiniResNet family)."""
+"""Model architectures defined by this project (the paper's MiniResNet family).
+
+Their checkpoints: `coar_replication.checkpoints.save_model` / `load_model`.
+"""
 
 from __future__ import annotations
 
@@ -63,15 +66,3 @@ class MiniResNet(nn.Module):
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.pool(self.layers(out))
         return self.linear(out.flatten(1))
-
-
-def save_model(model: MiniResNet, path, **metadata) -> None:
-    """Save architecture arguments and weights only (no pickled classes)."""
-    torch.save({"config": model.config, "state_dict": model.state_dict(), **metadata}, path)
-
-
-def load_model(path, map_location="cpu") -> MiniResNet:
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    model = MiniResNet(**checkpoint["config"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()

@@ -1,4 +1,8 @@
-"""Paper figures."""
+"""Paper figures, and `save_figure`, which writes every figure of the replication.
+
+Importing this module selects matplotlib's non-interactive Agg backend: the one place
+that does (every module that draws figures imports `save_figure` from here).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,17 @@ import pandas as pd  # noqa: E402
 
 from coar.atomic import atomic_path  # noqa: E402
 from coar.evaluation import per_example_correlation  # noqa: E402
+
+
+def save_figure(fig, path, *, tight_layout: bool = False, **savefig) -> None:
+    """Write ``fig`` to ``path`` atomically (format from the suffix, unless ``savefig``
+    names one) and close it; ``tight_layout`` first if asked."""
+    if tight_layout:
+        fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **savefig)
+    plt.close(fig)
+
 
 METHOD_LABELS = {
     "coar": "Coar",
@@ -50,10 +65,7 @@ def figure_evaluating_coar(panels: list[EvaluationPanel], path) -> None:
         )
         _correlation_bars(ax_bars, panel.summary)
         ax_bars.set_title(f"{panel.setup}: attribution accuracy")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    save_figure(fig, path, tight_layout=True)
 
 
 def _correlation_bars(ax, summary: pd.DataFrame) -> None:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import logging
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from coar.atomic import atomic_path  # noqa: E402
-from coar.attributions import Attributions  # noqa: E402
-from coar.evaluation import evaluate_methods, per_example_correlation  # noqa: E402
+from coar.attributions import Attributions
+from coar.evaluation import evaluate_methods, per_example_correlation
+from coar_replication.plots import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +115,4 @@ def figure_published_comparison(setup: str, summary: pd.DataFrame, per_example, 
     ax_bars.axhline(0, color="black", lw=0.8)
     ax_bars.legend(frameon=False)
     ax_bars.set_title(f"{setup}: attribution accuracy")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    save_figure(fig, path, tight_layout=True)

@@ -37,7 +37,7 @@ def prefix_statistics(
     beton_path, m_values, val_fraction: float, seed: int, batch_size=4096, device="cpu"
 ) -> dict[int, tuple[GramStats, GramStats]]:
     """(train, validation) statistics of rows 0..m-1 for every m, in one pass."""
-    from coar.fit import beton_length
+    from coar.store import beton_length
 
     n_rows = beton_length(beton_path)
     m_values = sorted(set(int(m) for m in m_values))
@@ -169,12 +169,9 @@ def least_squares_equivalent_m(table: pd.DataFrame) -> np.ndarray:
 
 def plot_sample_efficiency(tables: dict[str, pd.DataFrame], path) -> None:
     """One panel per setup: held-out correlation against m per solver."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from coar.atomic import atomic_path
+    from coar_replication.plots import save_figure
 
     fig, axes = plt.subplots(
         1, len(tables), figsize=(4.5 * len(tables), 3.6), squeeze=False, constrained_layout=True
@@ -199,6 +196,4 @@ def plot_sample_efficiency(tables: dict[str, pd.DataFrame], path) -> None:
         ax.set_ylabel(f"held-out correlation (alpha_test = {table['alpha_test'].iloc[0]:g})")
         ax.set_title(setup)
         ax.legend(fontsize=7)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="pdf")
-    plt.close(fig)
+    save_figure(fig, path, format="pdf")

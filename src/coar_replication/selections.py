@@ -1,5 +1,5 @@
-"""The ways an example set selects its examples (`coar_replication.edit_examples`), without torch, so
-that the workflow can read them while it builds its graph."""
+"""The ways an example set selects its examples (`coar_replication.edit_examples`),
+without torch, so that the workflow can read them while it builds its graph."""
 
 SELECTIONS = ("all", "random", "per_class", "per_group", "misclassified")
 # Selections that depend on the model's predictions, not only on the labels: the workflow

@@ -7,10 +7,10 @@ import torch
 
 from coar.components import conv_filters
 from coar.outputs import margin
+from coar_replication.checkpoints import load_model
 from coar_replication.edit_clip import load_clip_zero_shot
 from coar_replication.edit_examples import select_examples
 from coar_replication.lm import load_causal_lm
-from coar_replication.models import load_model
 from coar_replication.real_setups import load_image_setup
 from coar_replication.setup import Setup
 

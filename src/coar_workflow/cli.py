@@ -16,7 +16,7 @@ def components(args) -> None:
 
     from coar.components import component_spec
     from coar_replication.architectures import ARCHITECTURES, architecture, build
-    from coar_replication.models import load_model
+    from coar_replication.checkpoints import load_model
 
     if args.setup in ARCHITECTURES:
         kind = args.kind or architecture(args.setup).kind

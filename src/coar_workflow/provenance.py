@@ -25,7 +25,7 @@ import re
 import socket
 import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 
@@ -235,7 +235,7 @@ def record_provenance(snakemake) -> list[Path]:
         "host": socket.gethostname(),
         "slurm": slurm,
         "device": device_info(device),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     written = []
     for out in outputs:

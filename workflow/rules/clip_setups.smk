@@ -3,10 +3,6 @@
 # checkpoint it loads), the examples file holds clean and attacked copies of the images.
 
 
-ruleorder: typographic_setup > prepare_digits
-ruleorder: typographic_setup > train
-
-
 rule typographic_setup:
     input:
         checkpoint=lambda wildcards: download_path(clip_config(wildcards)["checkpoint"]),
@@ -21,7 +17,7 @@ rule typographic_setup:
     benchmark:
         f"{RESULTS}/benchmarks/typographic_setup/{{setup}}.tsv"
     wildcard_constraints:
-        setup="|".join(CLIP_SETUPS) or "(?!)",
+        setup=setup_pattern(CLIP_SETUPS),
     conda:
         "../../envs/coar.yaml"
     threads: 1

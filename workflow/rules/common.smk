@@ -13,6 +13,31 @@ RESULTS = config["results_dir"].rstrip("/")
 SETUPS = config["setups"]
 
 
+def setup_pattern(names):
+    """A {setup} wildcard constraint: exactly these setup names (none: matches nothing)."""
+    return "|".join(names) or "(?!)"
+
+
+# Which rules make a setup's model and data files, by its kind: each producing rule
+# constrains {setup} to its own kind's names (no ruleorder needed).
+# - a `source` (the paper's published models): prepare_examples, import_model;
+REAL_SETUPS = [name for name, cfg in SETUPS.items() if "source" in cfg]
+# - zero-shot CLIP (typographic attacks): typographic_setup (clip_setups.smk);
+CLIP_SETUPS = [name for name, cfg in SETUPS.items() if cfg["kind"] == "clip_zero_shot"]
+# - causal language models: lm_setup (lm.smk);
+LM_SETUPS = [name for name, cfg in SETUPS.items() if cfg["kind"] == "causal_lm"]
+# - every other setup (the embedded default's digits): prepare_digits, train.
+TRAINED_SETUPS = [
+    name for name in SETUPS if name not in {*REAL_SETUPS, *CLIP_SETUPS, *LM_SETUPS}
+]
+REAL_SETUP_PATTERN = setup_pattern(REAL_SETUPS)
+# The figures that evaluate attributions (Fig. 1 and the appendix's GPT-2 Fig. I1): every
+# figure of the config without an edit experiment; one rule each (figures.smk).
+EVALUATION_FIGURES = [
+    name for name, cfg in config["figures"].items() if "experiment" not in cfg
+]
+
+
 wildcard_constraints:
     setup="|".join(SETUPS) or "(?!)",
     shard=r"\d+",
@@ -120,8 +145,6 @@ def all_targets():
 # (rules in download.smk, real_setups.smk, published.smk)
 DOWNLOADS = config.get("downloads", {})
 DOWNLOADS_DIR = config.get("downloads_dir", "resources").rstrip("/")
-REAL_SETUPS = [name for name, cfg in SETUPS.items() if "source" in cfg]
-REAL_SETUP_PATTERN = "|".join(REAL_SETUPS) or "(?!)"
 PREPARED_BETONS = {
     "cifar10_test": f"{RESULTS}/data/cifar10_test.beton",
     "cifar10_train": f"{RESULTS}/data/cifar10_train.beton",
@@ -130,8 +153,6 @@ PREPARED_BETONS = {
 }
 # The user's ImageNet folders (rules check_imagenet, prepare_imagenet).
 IMAGENET_PATTERN = "imagenet_val|imagenet_train"
-# Zero-shot CLIP setups (rule typographic_setup in clip_setups.smk).
-CLIP_SETUPS = [name for name, cfg in SETUPS.items() if cfg["kind"] == "clip_zero_shot"]
 
 
 def clip_config(wildcards):

@@ -5,6 +5,8 @@ rule prepare_digits:
         f"{RESULTS}/logs/prepare_digits/{{setup}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prepare_digits/{{setup}}.tsv"
+    wildcard_constraints:
+        setup=setup_pattern(TRAINED_SETUPS),
     conda:
         "../../envs/coar.yaml"
     threads: 1

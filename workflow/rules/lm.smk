@@ -5,10 +5,6 @@
 # model and data files, which ablate, fit and evaluate read like any other setup's.
 
 
-ruleorder: lm_setup > prepare_digits
-ruleorder: lm_setup > train
-
-
 rule lm_corpus:
     output:
         corpus=f"{RESULTS}/lm/{{lm}}/corpus.npz",
@@ -127,7 +123,7 @@ rule lm_setup:
     benchmark:
         f"{RESULTS}/benchmarks/lm_setup/{{setup}}.tsv"
     wildcard_constraints:
-        setup="|".join(LM_SETUPS) or "(?!)",
+        setup=setup_pattern(LM_SETUPS),
     conda:
         "../../envs/coar.yaml"
     threads: 1
@@ -139,40 +135,3 @@ rule lm_setup:
         code=code_of("lm_setup.py"),
     script:
         "../scripts/lm_setup.py"
-
-
-rule figI1:
-    input:
-        summaries=lambda wildcards: expand(
-            f"{RESULTS}/eval/{{setup}}/summary.csv", setup=figure_setups("figI1")
-        ),
-        attributions=lambda wildcards: expand(
-            f"{RESULTS}/attributions/{{setup}}/coar.pt", setup=figure_setups("figI1")
-        ),
-        outputs=lambda wildcards: [
-            scatter_outputs_path(setup) for setup in figure_setups("figI1")
-        ],
-    output:
-        report(
-            f"{RESULTS}/figures/figI1.pdf",
-            caption="../report/figI1.rst",
-            category="Figures",
-        ),
-    log:
-        f"{RESULTS}/logs/figures/figI1.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/figures/figI1.tsv"
-    conda:
-        "../../envs/coar.yaml"
-    threads: 1
-    resources:
-        mem_mb=per_attempt(2000),
-        runtime=per_attempt(10),
-    params:
-        setups=lambda wildcards: figure_setups("figI1"),
-        scatter_examples=lambda wildcards: [
-            SETUPS[s]["evaluation"]["scatter_example"] for s in figure_setups("figI1")
-        ],
-        code=code_of("fig1.py"),
-    script:
-        "../scripts/fig1.py"

@@ -1,6 +1,5 @@
 # Helpers of the causal-LM rules (workflow/rules/lm.smk).
 LANGUAGE_MODELS = config.get("language_models", {})
-LM_SETUPS = [name for name, cfg in SETUPS.items() if cfg["kind"] == "causal_lm"]
 
 
 def language_models(source):

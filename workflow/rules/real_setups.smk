@@ -1,7 +1,6 @@
 # The paper's setups: evaluation sets as FFCV betons, examples files, imported models.
-# Setups with a `source` (config) take these rules; mini_digits keeps prepare_digits/train.
-ruleorder: prepare_examples > prepare_digits
-ruleorder: import_model > train
+# Setups with a `source` (config) take these rules; mini_digits keeps prepare_digits/train
+# (each constrains {setup} to its setups: common.smk).
 
 
 # ImageNet val (setups B and C) and a few training images per class (Fig. 2): the user's

@@ -8,6 +8,8 @@ rule train:
         f"{RESULTS}/logs/train/{{setup}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{setup}}.tsv"
+    wildcard_constraints:
+        setup=setup_pattern(TRAINED_SETUPS),
     conda:
         "../../envs/coar.yaml"
     threads: 2

@@ -1,0 +1,103 @@
+"""One functional forward of ``nn.MultiheadAttention``'s self-attention.
+
+The module's own forward (``F.multi_head_attention_forward``) reads its packed
+Q/K/V projection and ``out_proj.weight`` directly, so neither has an activation
+that a hook can see. While the masking engine (`coar.masking`) or the gradient
+baselines (`coar.baselines`) are active, every attention module they need runs
+`self_attention` instead: the same computation (packed projection, scaled-dot-
+product attention, ``out_proj`` called as a module, so that its hooks fire),
+with callbacks on the packed projection's output (``on_qkv``) and on the heads'
+outputs (``on_heads``), where the engine applies its masks and the baselines
+read their activations.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+TensorHook = Callable[[torch.Tensor], torch.Tensor]
+
+
+def self_attention(
+    module: nn.MultiheadAttention,
+    x: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    on_qkv: TensorHook | None = None,
+    on_heads: TensorHook | None = None,
+) -> tuple[torch.Tensor, None]:
+    """``module(x, x, x, need_weights=False)``, functionally; ``on_qkv`` maps the packed
+    projection (B, T, 3E) and ``on_heads`` the heads' outputs (B, H, T, d)."""
+    if not module.batch_first:
+        x = x.transpose(0, 1)
+    batch, tokens, embed = x.shape
+    heads, head_dim = module.num_heads, module.head_dim
+    qkv = F.linear(x, module.in_proj_weight, module.in_proj_bias)  # (B, T, 3E)
+    if on_qkv is not None:
+        qkv = on_qkv(qkv)
+    q, k, v = qkv.view(batch, tokens, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
+    attended = F.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=attn_mask,
+        dropout_p=module.dropout if module.training else 0.0,
+        is_causal=is_causal,
+    )  # (B, H, T, d)
+    if on_heads is not None:
+        attended = on_heads(attended)
+    attended = attended.transpose(1, 2).reshape(batch, tokens, embed)
+    out = module.out_proj(attended)  # a module call, so that out_proj's hooks fire
+    if not module.batch_first:
+        out = out.transpose(0, 1)
+    return out, None
+
+
+def check_patchable(attention: nn.MultiheadAttention, name: str) -> None:
+    """Fail, naming the module, if `patch_self_attention` cannot patch it."""
+    if "forward" in attention.__dict__:
+        raise RuntimeError(
+            f"attention module {name!r} is already patched (by another active MaskedModel "
+            "or baseline)"
+        )
+    if attention.bias_k is not None or attention.add_zero_attn:
+        raise NotImplementedError(
+            f"attention module {name!r}: add_bias_kv / add_zero_attn are not supported"
+        )
+
+
+def patch_self_attention(
+    attention: nn.MultiheadAttention,
+    name: str,
+    run: Callable[..., tuple[torch.Tensor, None]],
+    who: str,
+    active: Callable[[], bool] | None = None,
+) -> None:
+    """Make ``attention`` call ``run(module, x, attn_mask, is_causal)`` (e.g. a
+    `self_attention` with callbacks) while ``active()`` (default: always); otherwise its
+    own forward. ``who`` names the user in errors. `unpatch` undoes it."""
+    check_patchable(attention, name)
+    original = type(attention).forward
+
+    def forward(module, query, key, value, key_padding_mask=None, need_weights=True, **kw):
+        if active is not None and not active():
+            return original(module, query, key, value, key_padding_mask, need_weights, **kw)
+        if not (query is key is value) or key_padding_mask is not None or need_weights:
+            raise NotImplementedError(
+                f"{who} attention {name!r} supports self-attention with "
+                "need_weights=False and no key_padding_mask (as torchvision's ViT calls it)"
+            )
+        if kw.get("average_attn_weights") is False:
+            raise NotImplementedError(f"{who} attention {name!r}: no attention weights")
+        return run(module, query, kw.get("attn_mask"), kw.get("is_causal", False))
+
+    attention.forward = types.MethodType(forward, attention)
+
+
+def unpatch(attention: nn.Module) -> None:
+    attention.__dict__.pop("forward", None)
