@@ -40,12 +40,13 @@ def test_attribute_fits_the_least_squares_model_of_literally_zeroed_weights():
     )
     spec = coar.conv_filters(model)
     masks = coar.sample_masks(0, "train", range(80), len(spec), 0.2)
-    true = torch.stack(
-        [
-            coar.margin(coar.zero_components(copy.deepcopy(model), spec, keep)(images), labels)
-            for keep in torch.from_numpy(masks)
-        ]
-    ).double()
+    with torch.no_grad():
+        true = torch.stack(
+            [
+                coar.margin(coar.zero_components(copy.deepcopy(model), spec, keep)(images), labels)
+                for keep in torch.from_numpy(masks)
+            ]
+        ).double()
     design = torch.cat([torch.ones(80, 1), torch.from_numpy(masks).double()], 1)
     solution = torch.linalg.lstsq(design, true).solution
     np.testing.assert_allclose(attributions.weight, solution[1:].numpy(), atol=1e-4)
@@ -122,7 +123,8 @@ def test_evaluate_refuses_attributions_of_another_shape():
 
 def test_labels_default_to_the_models_predictions():
     model, (images, _) = tiny_model(), examples()
-    predicted = model(images).argmax(1)
+    with torch.no_grad():
+        predicted = model(images).argmax(1)
     settings = dict(components="conv_filters", n_masks=40, progress=False)
     implicit = coar.attribute(model, images, **settings)
     explicit = coar.attribute(model, images, predicted, **settings)

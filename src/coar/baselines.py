@@ -47,8 +47,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum._utils.gradient import compute_layer_gradients_and_eval
-from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
 from coar.attention import check_patchable, patch_self_attention, self_attention, unpatch
@@ -339,6 +337,10 @@ def path_integrated(
     if method not in ("nc", "ii"):
         raise ValueError(f"path-integrated baselines are 'nc' and 'ii', not {method!r}")
     spec.check(model)
+    # captum loads matplotlib on import: only the path-integrated baselines pay for it.
+    from captum._utils.gradient import compute_layer_gradients_and_eval
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
     step_sizes_fn, alphas_fn = approximation_parameters("gausslegendre")
     if method == "nc":
         n_points, step_sizes = n_steps + 1, None
@@ -416,6 +418,15 @@ def compute_baseline(
     keep activations for the backward pass); ``autocast`` (bf16, default on CUDA)
     applies to leave-one-out, which shares the masking engine with the ablations it is
     compared with. The gradient methods run in fp32.
+
+    >>> from coar.components import conv_filters
+    >>> from coar.outputs import margin
+    >>> model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(),
+    ...                       nn.Linear(12, 2)).eval()
+    >>> x, y = torch.randn(5, 1, 4, 4), torch.zeros(5, dtype=torch.long)
+    >>> loo = compute_baseline("loo", model, conv_filters(model), x, y, margin)
+    >>> loo.weight.shape, loo.meta["method"]
+    ((3, 5), 'loo')
     """
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r} (known: {', '.join(BASELINES)})")

@@ -252,7 +252,14 @@ class ComponentGroup:
 class ComponentSpec:
     """An ordered list of component groups; component i has a flat index and a name.
 
-    Groups are ``(module, size)`` (unit ``out``) or ``(module, size, unit)``.
+    Groups are ``(module, size)`` (unit ``out``) or ``(module, size, unit)``, with the
+    module's path in ``model.named_modules()``.
+
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> spec = ComponentSpec([("0", 8), ("2", 8, "in")])  # hidden rows, last layer's inputs
+    >>> len(spec), spec.names()[:2], spec.table()
+    (16, ['0[0]', '0[1]'], [('0', 8), ('2', 8)])
+    >>> spec.check(model)  # raises, naming the module, if the spec does not fit
     """
 
     def __init__(self, groups: Iterable[tuple], kind: str | None = None):
@@ -301,6 +308,11 @@ def conv_filters(model: nn.Module, exclude: Iterable[str] = ("shortcut", "downsa
 
     The paper's ResNet components are all conv filters except the downsample
     (shortcut) convs: 2,304 for setup A's MiniResNet, 22,720 for ResNet-50.
+
+    >>> import torchvision
+    >>> spec = conv_filters(torchvision.models.resnet18())
+    >>> len(spec), spec.table()[:2]
+    (3904, [('conv1', 64), ('layer1.0.conv1', 64)])
     """
     excluded = tuple(exclude)
     return ComponentSpec(
@@ -319,6 +331,14 @@ def vit_neurons(model: nn.Module, exclude: Iterable[str] = ("heads",)):
 
     As the original: every Linear and MultiheadAttention outside ``heads``, in
     ``named_modules`` order (ViT-B/16: 12 x (2,304 + 768 + 3,072 + 768) = 82,944).
+
+    >>> from torchvision.models import VisionTransformer
+    >>> vit = VisionTransformer(image_size=8, patch_size=4, num_layers=1, num_heads=2,
+    ...                         hidden_dim=8, mlp_dim=16)
+    >>> vit_neurons(vit).table()  # doctest: +NORMALIZE_WHITESPACE
+    [('encoder.layers.encoder_layer_0.self_attention.in_proj', 24),
+     ('encoder.layers.encoder_layer_0.self_attention.out_proj', 8),
+     ('encoder.layers.encoder_layer_0.mlp.0', 16), ('encoder.layers.encoder_layer_0.mlp.3', 8)]
     """
     excluded = tuple(exclude)
     groups = []
@@ -342,6 +362,12 @@ def gpt2_rows(model: nn.Module):
 
     Conv1D stores its weight as (in_features, out_features), so a row is an input
     feature: zeroing it is masking that input of the module, with the bias kept.
+
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8))
+    >>> gpt2_rows(gpt2).table()  # doctest: +NORMALIZE_WHITESPACE
+    [('transformer.h.0.attn.c_attn', 8), ('transformer.h.0.attn.c_proj', 8),
+     ('transformer.h.0.mlp.c_fc', 8), ('transformer.h.0.mlp.c_proj', 32)]
     """
     return ComponentSpec(
         (
@@ -358,6 +384,15 @@ def attention_heads(model: nn.Module):
 
     Ablating a head zeroes the output-projection weights that read its output,
     so the head contributes nothing (the projection's bias stays).
+
+    >>> from torchvision.models import VisionTransformer
+    >>> vit = VisionTransformer(image_size=8, patch_size=4, num_layers=2, num_heads=2,
+    ...                         hidden_dim=8, mlp_dim=16)
+    >>> attention_heads(vit).names()  # doctest: +NORMALIZE_WHITESPACE
+    ['encoder.layers.encoder_layer_0.self_attention.head[0]',
+     'encoder.layers.encoder_layer_0.self_attention.head[1]',
+     'encoder.layers.encoder_layer_1.self_attention.head[0]',
+     'encoder.layers.encoder_layer_1.self_attention.head[1]']
     """
     return ComponentSpec(
         (
@@ -378,7 +413,12 @@ KINDS = {
 
 
 def component_spec(model: nn.Module, kind: str) -> ComponentSpec:
-    """The components of the given kind (see KINDS); fails if the model has none."""
+    """The components of the given kind (see KINDS); fails if the model has none.
+
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 5, 3))
+    >>> len(component_spec(model, "conv_filters"))
+    9
+    """
     if kind not in KINDS:
         raise KeyError(f"unknown component kind {kind!r} (known: {sorted(KINDS)})")
     spec = KINDS[kind](model)
@@ -392,6 +432,12 @@ def zero_components(model: nn.Module, spec: ComponentSpec, keep: torch.Tensor) -
     """Literally zero the weights of every component with keep == 0 (in place).
 
     This is the definition of ablation; every faster path is tested against it.
+
+    >>> model = nn.Sequential(nn.Conv2d(1, 3, 3))
+    >>> spec = conv_filters(model)
+    >>> _ = zero_components(model, spec, torch.tensor([True, False, True]))
+    >>> [bool(w.any()) for w in model[0].weight]  # filter 1 is zeroed
+    [True, False, True]
     """
     keep = torch.as_tensor(keep, dtype=torch.bool).cpu()
     if keep.shape != (len(spec),):

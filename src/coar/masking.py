@@ -76,6 +76,17 @@ class MaskedModel:
     pair, mask-major. Hooks are installed for the duration of a call, or for as long
     as the object is used as a context manager (``with masked: ...``), which lets a
     compiled forward (``compile=True``) trace them once.
+
+    >>> from coar.components import conv_filters
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()).eval()
+    >>> masked = MaskedModel(model, conv_filters(model))
+    >>> x = torch.randn(3, 1, 4, 4)  # 3 examples
+    >>> keep = torch.tensor([[True, True], [True, False]])  # 2 ablated models
+    >>> out = masked(x, keep)  # (2 masks x 3 examples, features), mask-major
+    >>> out.shape
+    torch.Size([6, 8])
+    >>> torch.equal(out[3:, 4:], model[0].bias[1].expand(3, 4))  # filter 1 gives its bias
+    True
     """
 
     def __init__(self, model: nn.Module, spec: ComponentSpec, compile: bool = False):

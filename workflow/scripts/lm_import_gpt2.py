@@ -1,6 +1,7 @@
 """Hugging Face GPT-2 files (config.json, model.safetensors) -> our weights-only checkpoint."""
 
-from coar_replication.lm import import_hf_gpt2, save_lm
+from coar_replication.checkpoints import save_model
+from coar_replication.lm import import_hf_gpt2
 from coar_workflow.logs import log_to
 from coar_workflow.provenance import record_provenance
 
@@ -13,5 +14,5 @@ log.info(
     model.config.n_embd,
     sum(p.numel() for p in model.parameters()),
 )
-save_lm(model, snakemake.output.model, source=[snakemake.input.config, snakemake.input.weights])
+save_model(model, snakemake.output.model, source=[snakemake.input.config, snakemake.input.weights])
 record_provenance(snakemake)

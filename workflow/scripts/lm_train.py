@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from coar.atomic import atomic_path
-from coar_replication.lm import lm_metrics, save_lm, tiny_gpt2, train_lm
+from coar_replication.checkpoints import save_model
+from coar_replication.lm import lm_metrics, tiny_gpt2, train_lm
 from coar_replication.stories import WordTokenizer
 from coar_workflow.logs import log_to
 from coar_workflow.provenance import record_provenance
@@ -34,7 +35,7 @@ metrics = {
     for split in ("train", "eval")
 }
 log.info("metrics: %s", metrics)
-save_lm(model, snakemake.output.model, metrics=metrics)
+save_model(model, snakemake.output.model, metrics=metrics)
 with atomic_path(snakemake.output.metrics) as tmp:
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
 record_provenance(snakemake)

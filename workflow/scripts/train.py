@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from coar.atomic import atomic_path
-from coar_replication.models import MiniResNet, save_model
+from coar_replication.checkpoints import save_model
+from coar_replication.models import MiniResNet
 from coar_replication.training import accuracy, train_classifier
 from coar_workflow.logs import log_to
 from coar_workflow.provenance import record_provenance
