@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import coar
+import coar.store
 from coar.store import ShardError
 
 
@@ -208,3 +209,18 @@ def library_modules():
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+def test_identity_fields_tell_runs_apart(tmp_path):
+    model, (images, labels) = tiny_model(), examples()
+    settings = dict(components="conv_filters", n_masks=30, progress=False)
+    run = coar.AttributionRun(
+        model, images, labels, store=tmp_path, identity={"examples": "train"}, **settings
+    )
+    path = run.ablate()
+    assert coar.store.read_shard(path)["run"]["examples"] == "train"
+    other = coar.AttributionRun(model, images, labels, **settings)
+    with pytest.raises(ShardError, match="expected"):
+        other.fit(shards=[path])
+    with pytest.raises(ValueError, match="contradicts"):
+        coar.AttributionRun(model, images, labels, identity={"seed": 5}, **settings)

@@ -94,7 +94,8 @@ class AttributionRun:
     ``alpha`` of the components, drawn from (``seed``, ``stream``, i): rows can be made
     in any order and remade bit-identically. ``store`` is the directory that holds
     the shards and the run's record (``run.json``); a second run on the same store
-    must have the same settings.
+    must have the same settings. ``identity`` adds fields that tell this run's shards
+    from others' (e.g. which examples), recorded in every shard and checked by `fit`.
 
     Example:
 
@@ -134,6 +135,7 @@ class AttributionRun:
         compile: bool = False,
         progress: bool = True,
         name: str = "model",
+        identity: dict | None = None,
     ):
         if int(n_masks) < 1:
             raise ValueError(f"n_masks must be at least 1, got {n_masks}")
@@ -148,6 +150,10 @@ class AttributionRun:
         if len(self.labels) != batch_size_of(self.inputs):
             raise ValueError(f"{len(self.labels)} labels for {batch_size_of(self.inputs)} examples")
         self.run = run_id(seed, stream, alpha, n_masks)
+        for key, value in (identity or {}).items():
+            if key in self.run and self.run[key] != value:
+                raise ValueError(f"identity {key}={value!r} contradicts {key}={self.run[key]!r}")
+            self.run[key] = value
         self.settings = dict(masks_per_batch=masks_per_batch, precision=precision, compile=compile)
         self.progress, self.name = progress, name
         self.store = None if store is None else Path(store)

@@ -32,6 +32,7 @@ attribution_run = setup.attribution_run(
     masks_per_batch=cfg["masks_per_batch"],
     precision=cfg["precision"],  # the schema fills in defaults
     compile=cfg["compile"],
+    identity=run,  # with the example set, where the run has one
 )
 attribution_run.ablate(int(snakemake.wildcards.shard), cfg["n_shards"], path=snakemake.output[0])
 record_provenance(snakemake)
