@@ -27,9 +27,11 @@ include: "workflow/rules/sample_efficiency.smk"
 include: "workflow/rules/edit_common.smk"
 include: "workflow/rules/edit.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        f"{RESULTS}/SUMMARY.md",

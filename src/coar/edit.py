@@ -177,9 +177,9 @@ def accuracy_metrics(labels: torch.Tensor, groups: dict[str, np.ndarray] | None 
 class Edit:
     """A permanent edit: which components to zero, and why.
 
-    >>> edit = Edit("model", "forget", "lower", [2], ["fc[0]", "fc[1]", "fc[2]"], "k=1")
-    >>> edit.record()["ablated_names"]
-    ['fc[2]']
+    >>> edit = Edit("model", "forget", "lower", [2], ["fc.0", "fc.1", "fc.2"], "k=1")
+    >>> edit.k, edit.record()["ablated_names"]
+    (1, ['fc.2'])
     """
 
     setup: str
