@@ -239,16 +239,20 @@ def test_requires_python_and_ruffs_target_agree():
 
 
 def other_pythons() -> list[Path]:
-    """Python 3.10, 3.12 and 3.13 interpreters of this machine (pyenv's, or on the PATH)."""
+    """Working Python 3.10, 3.12 and 3.13 interpreters of this machine (pyenv's, or on the
+    PATH; a pyenv shim of a version that is not installed does not count)."""
     import shutil
 
     found = []
     for minor in (10, 12, 13):
+        candidates = sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python"))
         on_path = shutil.which(f"python3.{minor}")
-        candidates = [Path(on_path)] if on_path else []
-        candidates += sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python"))
-        if candidates:
-            found.append(candidates[0])
+        candidates += [Path(on_path)] if on_path else []
+        for candidate in candidates:
+            check = subprocess.run([str(candidate), "-V"], capture_output=True, text=True)
+            if check.returncode == 0 and check.stdout.startswith(f"Python 3.{minor}."):
+                found.append(candidate)
+                break
     return found
 
 
