@@ -118,7 +118,7 @@ def planned_jobs(result) -> dict[str, int]:
 def mini_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("mini")
     small = write_yaml(workdir / "small.yaml", SMALL)
-    result = snakemake(workdir, MINI, small)
+    result = snakemake(workdir, MINI, small, timeout=1500)
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir, small
 
