@@ -214,8 +214,9 @@ class AttributionRun:
         """Ablate shard ``shard`` of ``n_shards`` (contiguous rows) and write it, atomically,
         to ``path`` (default: the store). A finished shard in the store is not redone."""
         rows = shard_rows(self.run["n_rows"], n_shards, shard)
-        path = Path(path) if path is not None else self.shard_path(shard, n_shards)
-        if path is not None and path.is_file() and path.parent == self.store:
+        in_store = path is None
+        path = self.shard_path(shard, n_shards) if in_store else Path(path)
+        if in_store and path.is_file():
             log.info("shard %d of %d: %s is finished", shard, n_shards, path)
             return path
         masks, outputs = self.ablate_rows(rows)
@@ -279,22 +280,20 @@ class AttributionRun:
             progress=self.progress,
         )
 
-    def fit_in_memory(self, solver: str = "least_squares", **kwargs) -> Attributions:
+    def fit_in_memory(
+        self,
+        solver: str = "least_squares",
+        *,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        **fit_options,
+    ) -> Attributions:
         """Ablate every row in memory (no store) and fit: what `attribute` does."""
         rows = np.arange(self.run["n_rows"])
         masks, outputs = self.ablate_rows(rows)
-
-        def batches():
-            yield masks, outputs, rows
-
-        options = {"val_fraction": 0.1, "seed": 0, "device": None, **kwargs}
         return self._fit(
-            batches,
-            solver,
-            options.pop("val_fraction"),
-            options.pop("seed"),
-            options.pop("device"),
-            options,
+            lambda: [(masks, outputs, rows)], solver, val_fraction, seed, device, fit_options
         )
 
     def evaluate(self, attributions: Attributions, **kwargs) -> Evaluation:
