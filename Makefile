@@ -22,7 +22,7 @@ run: install
 	$(BIN)/snakemake --configfile config/mini.yaml --cores $(CORES)
 
 test: install
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra --durations=25
 
 lint: install
 	$(BIN)/ruff check src workflow tests bench

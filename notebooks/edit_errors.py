@@ -35,7 +35,7 @@ import torch
 
 from coar.components import conv_filters
 from coar.edit import apply_edit
-from coar_replication.models import load_model
+from coar_replication.checkpoints import load_model
 
 RESULTS = Path(os.environ.get("COAR_RESULTS", "results/mini"))
 SETUP = os.environ.get("COAR_SETUP", "mini_noisy")

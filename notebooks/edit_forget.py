@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from coar_replication.models import load_model
+from coar_replication.checkpoints import load_model
 from coar_replication.training import accuracy
 
 RESULTS = Path(os.environ.get("COAR_RESULTS", "results/mini"))

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from coar_replication.models import load_model
+from coar_replication.checkpoints import load_model
 
 RESULTS = Path(os.environ.get("COAR_RESULTS", "results/mini"))
 SETUP = os.environ.get("COAR_SETUP", "mini_spurious")

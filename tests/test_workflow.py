@@ -128,7 +128,15 @@ def test_mini_workflow_writes_summary_and_figure(mini_run):
     workdir, _ = mini_run
     results = workdir / "results" / "mini"
     summary = pd.read_csv(results / "eval" / "mini_digits" / "summary.csv")
-    assert list(summary.columns) == ["method", "alpha_test", "mean_corr", "ci_low", "ci_high"]
+    assert list(summary.columns) == [
+        "method",
+        "alpha_test",
+        "mean_corr",
+        "ci_low",
+        "ci_high",
+        "n_examples",
+        "n_undefined",
+    ]
     assert set(summary.method) == {"coar", "loo", "gp", "nc", "ii", "atp"}
     assert sorted(set(summary.alpha_test)) == [0.1, 0.15]
     at_train = summary[(summary.alpha_test == 0.1) & (summary.method == "coar")].iloc[0]
@@ -199,6 +207,7 @@ def test_changing_alpha_train_reruns_only_its_dependents(mini_run):
         "sample_efficiency": 1,
         "sample_efficiency_figure": 1,
         "provenance": 3,  # fig1, fig3 and the sample-efficiency figure
+        "summary": 1,
         "all": 1,
     }
 
@@ -246,7 +255,9 @@ def test_mini_workflow_writes_the_sample_efficiency_study(mini_run):
     numbers = pd.read_csv(figures / "sample_efficiency.csv")
     assert set(numbers.solver) == {"least_squares", "ridge", "lasso"}
     assert numbers.m.max() == 600 and numbers.m.min() == 30  # fractions of n_masks
-    assert numbers.mean_corr.between(-1, 1).all()
+    # a mean over every example, or NaN where some example has no correlation
+    assert (numbers.n_examples == 40).all()
+    assert (numbers.mean_corr.between(-1, 1) == (numbers.n_undefined == 0)).all()
     summary = pd.read_csv(figures / "sample_efficiency_summary.csv")
     assert set(summary.solver) == {"least_squares", "ridge", "lasso"}
 
@@ -364,13 +375,18 @@ def test_library_change_reruns_the_rules_that_use_it(mini_run, workflow_copy):
     workdir, small = mini_run
     snakefile = workflow_copy / "Snakefile"
     assert dry_run_with(workdir, snakefile, small) == {}  # an identical copy: nothing to do
-    with open(workflow_copy / "src" / "coar" / "plots.py", "a") as f:
+    with open(workflow_copy / "src" / "coar_replication" / "plots.py", "a") as f:
         f.write("\n# changed\n")
-    # Figures 1 and I1 draw with coar_replication.plots; the edit figures do not.
+    # Every figure draws with coar_replication.plots, no step that computes does.
     assert dry_run_with(workdir, snakefile, small) == {
         "fig1": 1,
         "figI1": 1,
-        "provenance": 2,
+        "figure_backdoor": 1,
+        "figure_errors": 1,
+        "figure_forget": 1,
+        "figure_subpopulation": 1,
+        "sample_efficiency_figure": 1,
+        "provenance": 7,
         "all": 1,
     }
     with open(workflow_copy / "src" / "coar" / "masks.py", "a") as f:
@@ -391,6 +407,7 @@ def test_script_change_reruns_its_rule_and_dependents(mini_run, workflow_copy):
         "fig1": 1,
         "figI1": 1,
         "provenance": 2,
+        "summary": 1,
         "all": 1,
     }
 
@@ -407,6 +424,7 @@ def test_input_content_change_reruns_dependents_and_a_touch_does_not(mini_run):
         assert dry_run_with(workdir, REPO / "Snakefile", small) == {
             "fig1": 1,
             "provenance": 1,
+            "summary": 1,
             "all": 1,
         }
     finally:
@@ -458,7 +476,7 @@ def test_report_holds_figures_captions_params_code_software_and_provenance(mini_
     assert any(n.endswith("/fig1.pdf") for n in names)
     assert "Figure 1, &quot;Evaluating Coar&quot;" in report  # the caption
     assert '"job_properties": {"rule": "fig1"' in report  # per-result rule and params
-    assert "scatter_examples=[0]" in report and "coar/plots.py" in report
+    assert "scatter_examples=[0]" in report and "coar_replication/plots.py" in report
     assert "torch==2.14.1" in report  # each rule's pinned software environment
     assert provenance.startswith("Provenance of results/mini/figures/fig1.pdf")
     assert "packages (every step): python" in provenance

@@ -76,19 +76,58 @@ def _correlation_bars(ax, summary: pd.DataFrame) -> None:
     for i, method in enumerate(methods):
         rows = summary[summary["method"] == method].set_index("alpha_test").loc[alphas]
         err = [rows["mean_corr"] - rows["ci_low"], rows["ci_high"] - rows["mean_corr"]]
+        positions = x + (i - (len(methods) - 1) / 2) * width
         ax.bar(
-            x + (i - (len(methods) - 1) / 2) * width,
-            rows["mean_corr"],
-            width,
-            yerr=err,
-            capsize=3,
-            label=METHOD_LABELS[method],
+            positions, rows["mean_corr"], width, yerr=err, capsize=3, label=METHOD_LABELS[method]
         )
+        # No mean where some example has no correlation (coar.evaluation): say so in place.
+        for position, (_, row) in zip(positions, rows.iterrows(), strict=True):
+            if not np.isfinite(row["mean_corr"]):
+                undefined = f"\n{int(row['n_undefined'])} undef." if "n_undefined" in row else ""
+                ax.text(
+                    position,
+                    0.02,
+                    "n/a" + undefined,
+                    ha="center",
+                    va="bottom",
+                    fontsize="x-small",
+                    rotation=90,
+                )
     ax.set_xticks(x, [f"{a:g}" for a in alphas])
+    ax.set_xlim(-0.5, len(alphas) - 0.5)
     ax.set_xlabel(r"ablation fraction $\alpha_{test}$")
     ax.set_ylabel("mean correlation")
-    ax.set_ylim(min(0.0, float(summary["ci_low"].min()) - 0.05), 1.0)
+    lowest = summary["ci_low"].min()  # NaN-skipping; NaN if no method has a mean
+    ax.set_ylim(min(0.0, float(lowest) - 0.05) if np.isfinite(lowest) else 0.0, 1.0)
     ax.axhline(0, color="black", lw=0.8)
     ax.legend(
         frameon=False, ncol=3, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2)
     )
+
+
+def plot_sample_efficiency(tables: dict[str, pd.DataFrame], path) -> None:
+    """One panel per setup: held-out correlation against m per solver."""
+    fig, axes = plt.subplots(
+        1, len(tables), figsize=(4.5 * len(tables), 3.6), squeeze=False, constrained_layout=True
+    )
+    for ax, (setup, table) in zip(axes[0], tables.items(), strict=True):
+        m_full = table["m"].max()
+        for solver, group in table.groupby("solver", sort=False):
+            group = group.sort_values("m")
+            ax.plot(group["m"], group["mean_corr"], marker="o", ms=3, label=solver)
+            ax.fill_between(group["m"], group["ci_low"], group["ci_high"], alpha=0.2)
+        target = table.query("solver == 'least_squares' and m == @m_full")["mean_corr"]
+        if len(target):
+            ax.axhline(
+                float(target.iloc[0]), color="grey", ls="--", lw=0.8, label="least squares, all m"
+            )
+        ax.axvline(m_full / 4, color="grey", ls=":", lw=0.8, label="m / 4")
+        ax.set_xscale("log")
+        ticks = sorted(table["m"].unique())
+        ax.set_xticks(ticks, [str(m) for m in ticks], rotation=45, fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("ablations m (log scale)")
+        ax.set_ylabel(f"held-out correlation (alpha_test = {table['alpha_test'].iloc[0]:g})")
+        ax.set_title(setup)
+        ax.legend(fontsize=7)
+    save_figure(fig, path, format="pdf")

@@ -3,11 +3,8 @@
 import pandas as pd
 
 from coar.atomic import atomic_path
-from coar_replication.sample_efficiency import (
-    ablations_needed,
-    least_squares_equivalent_m,
-    plot_sample_efficiency,
-)
+from coar_replication.plots import plot_sample_efficiency
+from coar_replication.sample_efficiency import ablations_needed, least_squares_equivalent_m
 from coar_workflow.logs import log_to
 from coar_workflow.provenance import record_provenance
 
