@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coar.atomic import atomic_path
+from coar.serialization import load_torch, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,11 @@ class Attributions:
             "example_ids": [int(i) for i in self.example_ids],
             "meta": dict(self.meta),
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        save_torch(payload, path)
 
     @classmethod
     def load(cls, path) -> Attributions:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = load_torch(path, "coar attributions file")
         return cls(
             weight=data["weight"].double().numpy(),
             bias=data["bias"].double().numpy(),
@@ -141,7 +140,7 @@ def from_original_datamodels(
     not change correlations.
     """
     path = Path(path)
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    data = load_torch(path, "published attributions file")
     if not isinstance(data, dict) or "weight" not in data:
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: expected a dict with key 'weight', found {keys}")

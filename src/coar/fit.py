@@ -30,7 +30,7 @@ from coar.regression import (
     ridge_grid,
     ridge_path,
 )
-from coar.store import beton_length, iter_beton
+from coar.store import check_component_dataset, iter_beton
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +132,25 @@ def accumulate(
     progress: bool = False,
 ) -> tuple[GramStats, GramStats]:
     """One pass over (masks, outputs, row index) batches: statistics of the training and
-    the validation rows."""
+    the validation rows. Every row must come exactly once, with finite outputs."""
     width = len(range(*targets.indices(n_targets)))
     train, val = GramStats.zeros(p, width, device), GramStats.zeros(p, width, device)
     bar = tqdm(total=len(is_val), desc=f"fit: reading {source}", unit="row", disable=not progress)
+    seen = np.zeros(len(is_val), dtype=bool)
     for masks, outputs, idx in batches:
         if masks.shape[1] != p or outputs.shape[1] != n_targets:
             raise ValueError(
                 f"{source}: rows have {masks.shape[1]} components x {outputs.shape[1]} "
                 f"examples, expected {p} x {n_targets}"
             )
+        if idx.size and (idx.min() < 0 or idx.max() >= len(seen)):
+            raise ValueError(f"{source}: row indices outside 0..{len(seen) - 1}")
+        if seen[idx].any() or len(np.unique(idx)) != len(idx):
+            raise ValueError(f"{source}: rows read twice (first {idx[seen[idx]][:5].tolist()})")
+        seen[idx] = True
+        finite = np.isfinite(outputs).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{source}: non-finite outputs in rows {idx[~finite][:10].tolist()}")
         held_out = is_val[idx]
         outputs = outputs[:, targets]
         train.update(masks[~held_out], outputs[~held_out])
@@ -215,9 +224,18 @@ def fit_from_batches(
         lams.append(final.lam)
         val_corrs.append(val_corr)
     val_corr = np.concatenate(val_corrs)
+    weight, bias = np.concatenate(weights, axis=1), np.concatenate(biases)
+    finite = np.isfinite(weight).all(axis=0) & np.isfinite(bias)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            f"{source}: the fit gave non-finite attributions for {len(bad)} examples "
+            f"(positions {bad[:10].tolist()}); check the solver settings (fit.solver, "
+            "lambda_grid) and the component dataset"
+        )
     return Attributions(
-        weight=np.concatenate(weights, axis=1),
-        bias=np.concatenate(biases),
+        weight=weight,
+        bias=bias,
         lam=np.concatenate(lams).astype(np.float32),
         component_names=component_names,
         example_ids=example_ids,
@@ -237,10 +255,12 @@ def fit_from_batches(
 
 def fit_from_beton(beton_path, *, batch_size: int = 4096, **kwargs) -> Attributions:
     """`fit_from_batches` over a gathered component dataset (FFCV beton, see
-    `coar.store`); keyword arguments as there."""
+    `coar.store`), checked against its integrity record first; keyword arguments as
+    there."""
+    n_rows = check_component_dataset(beton_path)["rows"]
     return fit_from_batches(
         lambda: iter_beton(beton_path, batch_size=batch_size),
-        beton_length(beton_path),
+        n_rows,
         source=str(beton_path),
         **kwargs,
     )

@@ -37,15 +37,13 @@ size, number of classes, with ``miniresnet`` arguments for MiniResNets) still lo
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from coar.edit import Edit
+from coar.serialization import load_torch, save_torch
 from coar_replication.architectures import (
     CHECKPOINT_ATTR,
     build_architecture,
@@ -98,17 +96,18 @@ _TORCH_LAYERS = [
 ]
 
 
+def restricted_load(path, what: str = "checkpoint", safe_globals: list | None = None):
+    """`coar.serialization.load_torch`, raising `CheckpointError`."""
+    return load_torch(path, what, safe_globals, error=CheckpointError)
+
+
 def read_original_pickle(path) -> dict[str, torch.Tensor]:
     """State dict of a whole module pickled by the original code, read without running it."""
-    try:
-        with torch.serialization.safe_globals(_original_stand_ins() + _TORCH_LAYERS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise CheckpointError(
-            f"{path}: not a whole-module checkpoint of the original MiniResNet that the "
-            f"restricted unpickler accepts ({str(err).splitlines()[-1]}). Loading it with "
-            "weights_only=False would execute whatever the file names; we do not."
-        ) from err
+    obj = restricted_load(
+        path,
+        "whole-module checkpoint of the original MiniResNet",
+        _original_stand_ins() + _TORCH_LAYERS,
+    )
     if not isinstance(obj, nn.Module):
         raise CheckpointError(f"{path}: expected a pickled module, found {type(obj).__name__}")
     return obj.state_dict()
@@ -150,7 +149,7 @@ def _load_strict(model: nn.Module, state: dict, what: str) -> None:
 
 def read_state_dict(path, strip_prefix: str | None = None) -> dict[str, torch.Tensor]:
     """A plain (possibly wrapped) state dict, loaded with weights_only=True."""
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = restricted_load(path, "state dict")
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -218,18 +217,7 @@ def save_model(model: nn.Module, path, **metadata) -> None:
     payload["state_dict"] = gpt2_state_dict(model) if is_gpt2(model) else model.state_dict()
     payload.update({key: header[key] for key in IDENTITY if key in header})
     payload.update(metadata)
-    _save_atomically(payload, path)
-
-
-def _save_atomically(payload: dict, path) -> None:
-    """torch.save under the final file name in a temporary sibling folder, then rename:
-    the archive inside is named after the file, so equal payloads give equal bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as folder:
-        tmp = Path(folder) / path.name
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+    save_torch(payload, path)
 
 
 def _from_earlier_layout(payload: dict) -> dict:
@@ -253,7 +241,7 @@ def read_model(path) -> tuple[nn.Module, dict]:
     """(model in eval mode, the checkpoint's metadata) of a file in the checkpoint format."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"model checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = restricted_load(path, "model checkpoint")
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise CheckpointError(f"{path}: not a model checkpoint (no state_dict)")
     if isinstance(payload.get("architecture"), dict):
@@ -303,17 +291,36 @@ def load_clip(path) -> nn.Module:
     """OpenAI's CLIP (ViT-B/16 for the typographic-attack experiment), float32, on the CPU.
 
     OpenAI publishes TorchScript archives; ``torch.jit.load`` runs only TorchScript (no
-    arbitrary Python, unlike unpickling with weights_only=False) and the file's full
-    sha256 is pinned by the download rule. A plain state dict in OpenAI's key layout
-    loads too (``weights_only=True``). open_clip rebuilds a regular module from it;
-    the image encoder is ``model.visual``. Inputs are normalised with
-    ``NORMALIZATION["openai_clip"]``.
-    """
-    import open_clip
+    arbitrary Python) and the file's full sha256 is pinned by the download rule. Any
+    other file is read as a state dict in OpenAI's key layout by `restricted_load`.
+    open_clip rebuilds a regular module from the weights; the image encoder is
+    ``model.visual``. Inputs are normalised with ``NORMALIZATION["openai_clip"]``.
 
-    if not Path(path).is_file():
+    The file is read here rather than by ``open_clip.load_openai_model``, whose fallback
+    for a non-TorchScript file is a ``torch.load`` with PyTorch's default, which
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns into unrestricted unpickling.
+    """
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from open_clip.model import build_model_from_openai_state_dict
+
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"CLIP checkpoint {path} does not exist")
-    return open_clip.load_openai_model(str(path), precision="fp32", device="cpu").eval()
+    try:
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    except RuntimeError:  # not a TorchScript archive
+        state = read_state_dict(path)
+        if "visual.proj" not in state and any(k.startswith("module.") for k in state):
+            state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        model = build_model_from_openai_state_dict(state)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: not a CLIP checkpoint in OpenAI's layout ({type(err).__name__}: {err})"
+        ) from None
+    model.float()
+    model.visual.image_mean, model.visual.image_std = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    return model.eval()
 
 
 def save_edited_model(model: nn.Module, edit: Edit, path, **metadata) -> None:

@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from coar.components import ComponentSpec
+from coar.serialization import load_torch
 
 PROMPT = "a photo of a {}."
 
@@ -245,7 +246,7 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
     from coar.outputs import margin
     from coar_replication.setup import Setup
 
-    description = torch.load(model_path, map_location="cpu", weights_only=True)
+    description = load_torch(model_path, "typographic setup description")
     if "tiny" in description:
         clip_model, tokenizer = tiny_clip(**description["tiny"])
     elif "openai_checkpoint" in description:

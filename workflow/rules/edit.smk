@@ -53,7 +53,8 @@ use rule gather as gather_examples with:
     input:
         example_shard_paths,
     output:
-        f"{RESULTS}/ablations/{{setup}}/{{examples}}/component_dataset.beton",
+        beton=f"{RESULTS}/ablations/{{setup}}/{{examples}}/component_dataset.beton",
+        integrity=f"{RESULTS}/ablations/{{setup}}/{{examples}}/component_dataset.beton.integrity.json",
     log:
         f"{RESULTS}/logs/gather/{{setup}}/{{examples}}.log",
     benchmark:
@@ -65,6 +66,7 @@ use rule gather as gather_examples with:
 use rule fit as fit_examples with:
     input:
         beton=f"{RESULTS}/ablations/{{setup}}/{{examples}}/component_dataset.beton",
+        integrity=f"{RESULTS}/ablations/{{setup}}/{{examples}}/component_dataset.beton.integrity.json",
         model=f"{RESULTS}/models/{{setup}}.pt",
         data=f"{RESULTS}/data/{{setup}}.npz",
         ids=selected_examples,

@@ -1,6 +1,7 @@
 rule fit:
     input:
         beton=f"{RESULTS}/ablations/{{setup}}/component_dataset.beton",
+        integrity=f"{RESULTS}/ablations/{{setup}}/component_dataset.beton.integrity.json",
         model=f"{RESULTS}/models/{{setup}}.pt",
         data=f"{RESULTS}/data/{{setup}}.npz",
     output:

@@ -2,7 +2,8 @@ rule gather:
     input:
         shard_paths,
     output:
-        f"{RESULTS}/ablations/{{setup}}/component_dataset.beton",
+        beton=f"{RESULTS}/ablations/{{setup}}/component_dataset.beton",
+        integrity=f"{RESULTS}/ablations/{{setup}}/component_dataset.beton.integrity.json",
     log:
         f"{RESULTS}/logs/gather/{{setup}}.log",
     benchmark:

@@ -5,6 +5,7 @@
 rule sample_efficiency:
     input:
         beton=f"{RESULTS}/ablations/{{setup}}/component_dataset.beton",
+        integrity=f"{RESULTS}/ablations/{{setup}}/component_dataset.beton.integrity.json",
         outputs=lambda wildcards: scatter_outputs_path(wildcards.setup),
     output:
         f"{RESULTS}/eval/{{setup}}/sample_efficiency.csv",

@@ -4,8 +4,8 @@
 import numpy as np
 import torch
 
-from coar.atomic import atomic_path
 from coar.attributions import Attributions
+from coar.serialization import save_torch
 from coar_replication.edit_experiments import fix_errors
 from coar_workflow.edit_io import SetupSplits, write_csv, write_json
 from coar_workflow.logs import log_to
@@ -53,6 +53,5 @@ log.info("%s", summary)
 write_csv(table, snakemake.output.table)
 write_json(summary, snakemake.output.summary)
 # One edit per error; coar.edit.apply_edit(model, spec, record["ablated"]) rebuilds each one.
-with atomic_path(snakemake.output.edits) as tmp:
-    torch.save({"edits": [edit.record() for edit in edits], "summary": summary}, tmp)
+save_torch({"edits": [edit.record() for edit in edits], "summary": summary}, snakemake.output.edits)
 record_provenance(snakemake)

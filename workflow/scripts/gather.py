@@ -6,6 +6,6 @@ from coar_workflow.provenance import record_provenance
 
 log = log_to(snakemake.log[0])
 run = snakemake.params.run
-gather_to_beton(list(snakemake.input), run, snakemake.output[0])
-log.info("%d shards of run %s -> %s", len(snakemake.input), run, snakemake.output[0])
+gather_to_beton(list(snakemake.input), run, snakemake.output.beton)
+log.info("%d shards of run %s -> %s", len(snakemake.input), run, snakemake.output.beton)
 record_provenance(snakemake)

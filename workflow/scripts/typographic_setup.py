@@ -3,9 +3,9 @@ description and CIFAR-10 images upscaled to CLIP's input, with and without the n
 wrong class written on them (coar_replication.edit_clip.typographic_setup)."""
 
 import numpy as np
-import torch
 
 from coar.atomic import atomic_path
+from coar.serialization import save_torch
 from coar_replication.datasets import read_cifar10, select_every
 from coar_replication.edit_clip import PROMPT, typographic_setup
 from coar_workflow.logs import log_to
@@ -43,8 +43,7 @@ for name, ids in splits.items():
         ids[0],
         arrays[f"x_{name}"].shape[1:],
     )
-with atomic_path(snakemake.output.model) as tmp:
-    torch.save(description, tmp)
+save_torch(description, snakemake.output.model)
 with atomic_path(snakemake.output.data) as tmp, open(tmp, "wb") as f:
     np.savez(f, **arrays)
 log.info("wrote %s (%s) and %s", snakemake.output.model, description, snakemake.output.data)
