@@ -38,10 +38,44 @@ def components(args) -> None:
 
 
 def provenance(args) -> None:
-    from coar_workflow.provenance import chain, chain_json, format_chain
+    """Print the chain of a result; exit 1 if any check failed (an unreadable or missing
+    record, a changed file, code other than planned), 2 if the file does not exist."""
+    import sys
+    from pathlib import Path
 
-    steps = chain(args.result)
+    from coar_workflow.provenance import (
+        SIDECAR_SUFFIX,
+        chain,
+        chain_json,
+        format_chain,
+        problems,
+        sidecar_path,
+    )
+
+    path = Path(args.result)
+    if path.name.endswith(SIDECAR_SUFFIX):
+        print(
+            f"coar provenance: {path} is a provenance record; give the file it describes, "
+            f"{path.with_name(path.name.removesuffix(SIDECAR_SUFFIX))}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    if not path.exists() and not sidecar_path(path).exists():
+        print(f"coar provenance: {path}: no such file", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        steps = chain(path)
+    except (OSError, ValueError) as e:  # no record, or an unusable one: the message says
+        print(f"coar provenance: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(chain_json(steps) if args.json else format_chain(steps))
+    failed = problems(steps)
+    if failed:
+        if args.json:  # the text has them as WARNING lines; JSON keeps stdout parseable
+            for problem in failed:
+                print(f"WARNING: {problem}", file=sys.stderr)
+        print(f"coar provenance: {len(failed)} failed check(s)", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def main(argv=None) -> None:
@@ -63,7 +97,12 @@ def main(argv=None) -> None:
     p = sub.add_parser(
         "provenance",
         help="print the chain of workflow steps that produced a result, with their params, "
-        "input checksums, code version, packages and device",
+        "input checksums, code version, packages and device, and check it",
+        description="Print the chain of workflow steps that produced a result and check it: "
+        "the result and every input are still the files their records describe, every "
+        "workflow output has a readable record, every step ran the code it was planned "
+        "with. Exit status: 0 all checks passed, 1 a check failed (WARNING lines), 2 a "
+        "usage error.",
     )
     p.add_argument("result", help="a file made by the workflow, e.g. results/mini/figures/fig1.pdf")
     p.add_argument("--json", action="store_true", help="the full records, as JSON")

@@ -10,7 +10,16 @@ them from a result back through every step that led to it (``coar provenance``).
 :func:`code_digests` is the staleness side of the same idea: checksums of a rule's
 script and of every ``coar`` module it imports, directly or not. The workflow passes
 them to each rule as a param, so a change to library code reruns exactly the rules
-whose scripts use it (Snakemake itself only watches the script).
+whose scripts use it (Snakemake itself only watches the script). The record of a step
+holds, besides, the code that actually ran (:func:`imported_code`): the files of the
+modules of our packages that the job had imported, by path and checksum, which may not
+be the checkout's ``src/`` if another copy of the packages is installed.
+
+Reading never vouches for more than it checked: :func:`chain` compares the queried file
+with its own record, tells a source file from an output whose record was lost, names an
+unreadable record and what to do about it, and compares the code that ran with the code
+the workflow planned the step with. Every failed check is a :attr:`Step.problems` entry
+and a ``WARNING`` line of :func:`format_chain`; ``coar provenance`` exits 1 on any.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import platform
 import re
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cache
@@ -127,20 +137,93 @@ def checksum(path) -> dict:
     return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
 
 
-def _input_checksum(path) -> dict:
-    """An input's checksum, taken from its producer's sidecar when the file is unchanged."""
-    path = Path(path)
-    sidecar = sidecar_path(path)
-    if path.is_file() and sidecar.is_file():
+def _cached_checksum(path: Path, record: dict | None) -> dict:
+    """A file's checksum, taken from its own record when size and mtime still match it."""
+    if record is not None and path.is_file():
         stat = path.stat()
-        for out in json.loads(sidecar.read_text()).get("outputs", []):
-            if (
-                out.get("path") == str(path)
-                and out.get("bytes") == stat.st_size
-                and out.get("mtime_ns") == stat.st_mtime_ns
-            ):
-                return {"sha256": out["sha256"], "bytes": out["bytes"]}
+        out = _own_output(record)
+        if (
+            "sha256" in out
+            and out.get("bytes") == stat.st_size
+            and out.get("mtime_ns") == stat.st_mtime_ns
+        ):
+            return {"sha256": out["sha256"], "bytes": out["bytes"]}
     return checksum(path)
+
+
+def _input_entry(path) -> dict:
+    """An input as a step records it: checksum, and the rule that made it (`made_by`):
+    the rule named by its record, None when it had no record (a source file)."""
+    record, made_by = None, None
+    if sidecar_path(path).exists():
+        try:
+            record = _read(Path(path))
+            made_by = record["rule"]
+        except ProvenanceError:  # made by the workflow, but which rule is unreadable
+            made_by = _rule_in(sidecar_path(path)) or "unknown"
+    return {"path": str(path), **_cached_checksum(Path(path), record), "made_by": made_by}
+
+
+def _sha256(path) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _loaded_modules() -> dict[str, str]:
+    """Loaded modules of our packages: "coar/masks.py" -> the file it was imported from."""
+    found = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if name.split(".")[0] not in PACKAGES or not file:
+            continue  # another package's, or a namespace package
+        parts = name.split(".")
+        if hasattr(module, "__path__"):  # a package: its __init__
+            parts.append("__init__")
+        found["/".join(parts) + Path(file).suffix] = os.path.abspath(file)
+    return dict(sorted(found.items()))
+
+
+SCRIPT_PREAMBLE_END = b"######## snakemake preamble end #########\n"
+
+
+def _executed_script() -> dict | None:
+    """The workflow script this process runs, as Snakemake ran it: Snakemake runs a
+    temporary copy (``__real_file__``), its preamble followed by the script's text."""
+    main = sys.modules.get("__main__")
+    real = getattr(main, "__real_file__", None)
+    if real is None:
+        return None
+    try:
+        text = Path(real).read_bytes()
+    except OSError:
+        return None
+    if SCRIPT_PREAMBLE_END not in text:
+        return None
+    source = text.split(SCRIPT_PREAMBLE_END, 1)[1]
+    return {
+        "file": str(getattr(main, "__file__", real)),
+        "sha256": hashlib.sha256(source).hexdigest(),
+    }
+
+
+def imported_code() -> dict:
+    """The code this process runs: {"script": {file, sha256}} (a Snakemake script) and
+    {"modules": {"coar/masks.py": {file, sha256}, ...}} for every loaded module of our
+    packages, from the file it was imported from. A module already loaded when this module
+    was imported is hashed as it was then; one whose file changed since is marked
+    ``changed_while_running``."""
+    modules = {}
+    for key, file in _loaded_modules().items():
+        then, now = _AT_IMPORT.get(file), _sha256(file)
+        modules[key] = {"file": file, "sha256": then or now}
+        if then is not None and now != then:
+            modules[key]["changed_while_running"] = True
+    code = {"modules": modules}
+    if (script := _executed_script()) is not None:
+        code["script"] = script
+    return code
 
 
 def _git(repo: Path) -> dict:
@@ -225,8 +308,9 @@ def record_provenance(snakemake) -> list[Path]:
         "rule": snakemake.rule,
         "wildcards": dict(snakemake.wildcards.items()),
         "params": params,
+        "code": imported_code(),
         "threads": snakemake.threads,
-        "inputs": [{"path": str(p), **_input_checksum(p)} for p in snakemake.input],
+        "inputs": [_input_entry(p) for p in snakemake.input],
         "outputs": outputs,
         "logs": [str(p) for p in snakemake.log],
         "workdir": os.getcwd(),
@@ -247,33 +331,190 @@ def record_provenance(snakemake) -> list[Path]:
 
 
 # -- reading --------------------------------------------------------------------------
+class ProvenanceError(ValueError):
+    """A provenance record that cannot be read: the message names it and what to do."""
+
+
+# The keys of a record that `chain` and `format_chain` read.
+REQUIRED = (
+    "rule",
+    "wildcards",
+    "params",
+    "inputs",
+    "outputs",
+    "output",
+    "git",
+    "packages",
+    "host",
+    "slurm",
+    "device",
+    "finished",
+)
+
+
+def _rule_in(sidecar: Path) -> str | None:
+    """The rule named in a record too damaged to parse (it comes first), if legible."""
+    try:
+        match = re.search(r'"rule":\s*"([^"\\]+)"', sidecar.read_text(errors="replace"))
+    except OSError:
+        return None
+    return match[1] if match else None
+
+
+def _rerun(path, rule: str | None, purpose: str = "to rewrite it") -> str:
+    """What to do about a failed check of `path`: rerun the step that made it."""
+    step = f"rule {rule}" if rule and rule != "unknown" else "the step that made it"
+    return f"rerun {step} {purpose} (snakemake --force {path}, with the run's options)"
+
+
+def _own_output(record: dict) -> dict:
+    return next(o for o in record["outputs"] if o["path"] == record["output"])
+
+
+def _problem_with(record) -> str | None:
+    """What makes a parsed record unusable, or None."""
+    if not isinstance(record, dict):
+        return f"not a provenance record but a JSON {type(record).__name__}"
+    if record.get("format") != FORMAT:
+        return f"provenance format {record.get('format')}, expected {FORMAT}"
+    missing = [key for key in REQUIRED if key not in record]
+    if missing:
+        return f"no {', '.join(missing)}"
+    types = {"inputs": list, "outputs": list, "output": str, "rule": str, "host": str}
+    types |= {k: dict for k in ("wildcards", "params", "git", "packages", "slurm", "device")}
+    wrong = [key for key, kind in types.items() if not isinstance(record[key], kind)]
+    if wrong or not all(k in record["device"] for k in ("used", "cpu", "cpus", "gpus")):
+        return f"malformed {', '.join(wrong) or 'device'}"
+    entries = [*record["inputs"], *record["outputs"]]
+    if not all(isinstance(e, dict) and isinstance(e.get("path"), str) for e in entries):
+        return "an input or output without a path"
+    if not any(o["path"] == record["output"] for o in record["outputs"]):
+        return f"its outputs do not list {record['output']}"
+    return None
+
+
+def _read(path: Path, rule: str | None = None) -> dict | None:
+    """The record of `path`; None if it has none. A record that cannot be read raises
+    ProvenanceError naming it and the step to rerun (`rule`, if known, else the rule the
+    damaged record names)."""
+    sidecar = sidecar_path(path)
+    if not sidecar.exists():
+        return None
+    try:
+        record = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as e:
+        problem = f"truncated or corrupt JSON: {e.msg} at line {e.lineno}"
+    except UnicodeDecodeError:
+        problem = "not text"
+    except OSError as e:
+        problem = f"cannot be read: {e.strerror or e}"
+    else:
+        problem = _problem_with(record)
+        if problem is None:
+            return record
+    rule = rule or _rule_in(sidecar)
+    raise ProvenanceError(
+        f"{sidecar}: unusable provenance record ({problem}); {_rerun(path, rule)}"
+    )
+
+
 @dataclass
 class Step:
-    """One step of a result's history: a file and the record of the job that made it."""
+    """One step of a result's history: a file and the record of the job that made it.
+
+    `problems` are its failed checks: for the queried file, that it is still the file its
+    record describes; for a file without a usable record, that its record is missing or
+    unreadable (a `source` file, one that had no record when a step used it, has none);
+    for every record, that the code that ran is the code the workflow planned it with."""
 
     path: str
     record: dict | None
     inputs: list[tuple[str, str]] = field(default_factory=list)  # (input path, status)
+    problems: list[str] = field(default_factory=list)
+    source: bool = False
+
+
+def _key(entry: dict) -> str:
+    return "sha256" if "sha256" in entry else "listing_sha256"
 
 
 def _status(recorded: dict, producer: dict | None, current: Path) -> str:
     """Whether an input is still the file that was used, and the one its producer made."""
     if not current.exists():
         return "missing now"
-    key = "sha256" if "sha256" in recorded else "listing_sha256"
-    made = None
-    if producer is not None:
-        made = next(
-            (o.get(key) for o in producer["outputs"] if o["path"] == producer["output"]), None
-        )
+    key = _key(recorded)
+    made = _own_output(producer).get(key) if producer is not None else None
     if made is not None and made != recorded.get(key):
         return "differs from what its producer recorded"
-    now = _input_checksum(current).get(key)
+    now = checksum(current).get(key)
     return "ok" if now == recorded.get(key) else "changed since it was used"
 
 
+def _own_status(record: dict, current: Path) -> str | None:
+    """Why `current` is not the file its own record describes, or None."""
+    if not current.exists():
+        return f"missing now (its record {sidecar_path(current)} remains)"
+    out = _own_output(record)
+    key = _key(out)
+    now = checksum(current).get(key)
+    if now == out.get(key):
+        return None
+    return (
+        f"changed since its record was written (sha256 now {str(now)[:16]}, recorded "
+        f"{str(out.get(key))[:16]}): it is not the file the record describes; "
+        + _rerun(record["output"], record["rule"], "to remake it")
+    )
+
+
+def _missing_record(name: str, consumer: str, entry: dict) -> str | None:
+    """Why a file without a record is a failed check; None for a source file: one that
+    had no record either when `consumer` used it."""
+    if "made_by" not in entry:  # a record from before inputs named their producer
+        return (
+            f"no provenance record ({sidecar_path(name)}), and the record of {consumer} "
+            "does not say whether it was a source file or a workflow output that lost its "
+            f"record; if a rule made it, {_rerun(name, None, 'to remake its record')}"
+        )
+    if entry["made_by"] is None:
+        return None
+    return (
+        f"missing provenance: {consumer} used it as made by rule {entry['made_by']}, but "
+        f"its record {sidecar_path(name)} is gone; {_rerun(name, entry['made_by'], 'to remake it')}"
+    )
+
+
+def _code_problems(record: dict) -> list[str]:
+    """Where the code that ran (record["code"]) is not the code the workflow planned the
+    step with (its `code` param, read from the checkout's src/ when the DAG was built)."""
+    code = record.get("code")
+    planned = record["params"].get("code")
+    if not isinstance(code, dict):  # a record from before steps recorded their code
+        return []
+    planned = planned if isinstance(planned, dict) else {}
+    problems = []
+    ran = dict(code.get("modules") or {})
+    if isinstance(script := code.get("script"), dict):
+        ran[f"script:{Path(str(script.get('file'))).name}"] = script
+    for key, module in ran.items():
+        if not isinstance(module, dict):
+            continue
+        sha, file = str(module.get("sha256")), module.get("file")
+        rerun = _rerun(record["output"], record["rule"], "to remake it")
+        want = planned.get(key)
+        if want and not sha.startswith(str(want)):
+            problems.append(
+                f"ran {file} (sha256 {sha[:16]}), not the {key.removeprefix('script:')} "
+                f"the workflow planned the step with ({want}, its checkout's): another copy "
+                "was imported (is the checkout the installed copy? pip install -e .), or the "
+                f"file changed in between; {rerun}"
+            )
+    return problems
+
+
 def chain(path) -> list[Step]:
-    """The steps that produced `path`, consumers before producers, each file once."""
+    """The steps that produced `path`, consumers before producers, each file once, with
+    the checks of :class:`Step`. Raises FileNotFoundError if `path` has no record and
+    ProvenanceError if its record is unusable."""
     path = Path(path)
     first = _read(path)
     if first is None:
@@ -284,36 +525,60 @@ def chain(path) -> list[Step]:
     # Paths in records are relative to the workflow's working directory; find it from
     # the given file so that a moved results tree still resolves.
     recorded = Path(first["output"])
+    if recorded.name != path.name:
+        raise ProvenanceError(
+            f"{sidecar_path(path)} is the record of {recorded}, not of {path} (copied or "
+            f"renamed?); {_rerun(path, None, 'to remake it')}"
+        )
     base = path.resolve()
     for _ in recorded.parts:
         base = base.parent
     if recorded.is_absolute():
         base = Path("/")
 
-    steps, index, todo = [], {}, [str(recorded)]
+    steps, index = [], {}
+    todo: list[tuple[str, str | None, dict]] = [(str(recorded), None, {})]
     while todo:
-        name = todo.pop(0)
+        name, consumer, entry = todo.pop(0)
         if name in index:
+            step = index[name]
+            if step.record is None and step.source and consumer is not None:
+                if (problem := _missing_record(name, consumer, entry)) is not None:
+                    step.source, step.problems = False, [problem]
             continue
-        record = _read(base / name)
-        step = Step(name, record)
+        made_by = entry.get("made_by")
+        try:
+            record = _read(base / name, made_by if isinstance(made_by, str) else None)
+        except ProvenanceError as e:
+            record, unusable = None, [str(e).replace(str(base / name), name)]
+        else:
+            unusable = []
+        step = Step(name, record, problems=unusable)
         index[name] = step
         steps.append(step)
-        for inp in (record or {}).get("inputs", []):
-            producer = _read(base / inp["path"])
+        if record is None:
+            if not unusable and consumer is not None:
+                problem = _missing_record(name, consumer, entry)
+                step.problems, step.source = ([problem], False) if problem else ([], True)
+            continue
+        if consumer is None and (problem := _own_status(record, path)) is not None:
+            step.problems.append(problem)
+        step.problems += _code_problems(record)
+        for inp in record["inputs"]:
+            try:
+                producer = _read(base / inp["path"])
+            except ProvenanceError:
+                producer = None  # reported at its own step
             step.inputs.append((inp["path"], _status(inp, producer, base / inp["path"])))
-            todo.append(inp["path"])
+            todo.append((inp["path"], name, inp))
     return steps
 
 
-def _read(path: Path) -> dict | None:
-    sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        return None
-    record = json.loads(sidecar.read_text())
-    if record.get("format") != FORMAT:
-        raise ValueError(f"{sidecar}: provenance format {record.get('format')}, expected {FORMAT}")
-    return record
+def problems(steps: list[Step]) -> list[str]:
+    """Every failed check of a chain, one line each ("file: what failed")."""
+    found = [f"{s.path}: {p}" for s in steps for p in s.problems]
+    found += [f"{i}, input of {s.path}: {st}" for s in steps for i, st in s.inputs if st != "ok"]
+    return found
 
 
 def _short(value, width: int = 100) -> str:
@@ -331,8 +596,34 @@ def _git_line(git: dict) -> str:
     return f"{git['commit']} (dirty: {changes}{more})"
 
 
+def _code_line(record: dict) -> str | None:
+    """The code of a step: what it ran when recorded, else the planned `code` param."""
+    code, planned = record.get("code"), record["params"].get("code") or {}
+    if isinstance(code, dict) and isinstance(code.get("modules"), dict):
+        modules = {k: str(m.get("sha256"))[:16] for k, m in code["modules"].items()}
+        files = [(Path(str(m.get("file"))), len(k.split("/"))) for k, m in code["modules"].items()]
+        # The folder each module was imported from: the one holding its top package.
+        roots = sorted({str(f.parents[n - 1]) for f, n in files if len(f.parents) >= n})
+        script = code.get("script")
+        scripts = (
+            f"{Path(str(script.get('file'))).name} {str(script.get('sha256'))[:8]} + "
+            if isinstance(script, dict)
+            else ""
+        )
+        where = f" imported from {', '.join(roots)}" if roots else ""
+        what = f"{scripts}{len(modules)} modules{where}"
+    elif planned:
+        scripts = [f"{k.removeprefix('script:')} {v[:8]}" for k, v in planned.items() if ":" in k]
+        modules = {k: v for k, v in planned.items() if ":" not in k}
+        what = f"{', '.join(scripts)} + {len(modules)} coar modules"
+    else:
+        return None
+    combined = hashlib.sha256(json.dumps(modules, sort_keys=True).encode()).hexdigest()
+    return f"    code      {what} (digest of their checksums {combined[:8]}; --json lists them)"
+
+
 def format_chain(steps: list[Step]) -> str:
-    """A readable account of `chain(path)`."""
+    """A readable account of `chain(path)`, its failed checks last (``WARNING:`` lines)."""
     number = {s.path: i for i, s in enumerate(steps, 1)}
     records = [s.record for s in steps if s.record is not None]
     common = {}
@@ -344,10 +635,14 @@ def format_chain(steps: list[Step]) -> str:
     for step in steps:
         r = step.record
         lines.append(f"[{number[step.path]}] {step.path}")
+        failed = [f"    FAILED    {p}" for p in step.problems]
         if r is None:
-            lines += ["    no provenance record: not made by the workflow (a source file)", ""]
+            if step.source:
+                lines += ["    no provenance record: not made by the workflow (a source file)", ""]
+            else:
+                lines += ["    no provenance record", *failed, ""]
             continue
-        out = next(o for o in r["outputs"] if o["path"] == r["output"])
+        out = _own_output(r)
         wildcards = ", ".join(f"{k}={v}" for k, v in r["wildcards"].items())
         slurm = r["slurm"]
         where = r["host"] + (f", Slurm job {slurm['job_id']}" if "job_id" in slurm else "")
@@ -366,39 +661,53 @@ def format_chain(steps: list[Step]) -> str:
         params = {k: v for k, v in r["params"].items() if k != "code"}
         for i, (k, v) in enumerate(params.items()):
             lines.append(f"    {'params' if i == 0 else '':<9} {k} = {_short(v)}")
-        code = r["params"].get("code", {})
-        if code:
-            scripts = [f"{k.removeprefix('script:')} {v[:8]}" for k, v in code.items() if ":" in k]
-            modules = {k: v for k, v in code.items() if ":" not in k}
-            combined = hashlib.sha256(json.dumps(modules, sort_keys=True).encode()).hexdigest()
-            lines.append(
-                f"    code      {', '.join(scripts)} + {len(modules)} coar modules "
-                f"(digest of their checksums {combined[:8]}; --json lists them)"
-            )
+        if (code := _code_line(r)) is not None:
+            lines.append(code)
+        ran = r.get("code") if isinstance(r.get("code"), dict) else {}
+        for m in (ran.get("modules") or {}).values():  # the record holds what ran: no failure
+            if isinstance(m, dict) and m.get("changed_while_running"):
+                lines.append(
+                    f"    note      {m.get('file')} changed on disk while the step ran "
+                    "(recorded: the version the step had loaded)"
+                )
         inputs = {i["path"]: i for i in r["inputs"]}
         for i, (inp, status) in enumerate(step.inputs):
             digest = inputs[inp].get("sha256") or inputs[inp].get("listing_sha256")
             lines.append(
                 f"    {'inputs' if i == 0 else '':<9} [{number[inp]}] {inp}  "
-                f"sha256 {digest[:16]}  {status}"
+                f"sha256 {str(digest)[:16]}  {status}"
             )
         if "packages" not in common:
             pkgs = ", ".join(f"{k} {v}" for k, v in r["packages"].items())
             lines.append(f"    packages  {pkgs}")
-        lines.append("")
+        lines += [*failed, ""]
     if "git" in common:
         lines.append(f"git commit (every step): {_git_line(common['git'])}")
     if "packages" in common:
         pkgs = ", ".join(f"{k} {v}" for k, v in common["packages"].items())
         lines.append(f"packages (every step): {pkgs}")
-    problems = [(s.path, inp, st) for s in steps for inp, st in s.inputs if st != "ok"]
-    for consumer, inp, status in problems:
-        lines.append(f"WARNING: {inp}, input of {consumer}: {status}")
+    lines += [f"WARNING: {problem}" for problem in problems(steps)]
     return "\n".join(lines)
 
 
 def chain_json(steps: list[Step]) -> str:
-    """`chain(path)` as JSON: each step's path, full record and input statuses."""
+    """`chain(path)` as JSON: each step's path, full record, input statuses and failed
+    checks."""
     return json.dumps(
-        [{"path": s.path, "record": s.record, "inputs": s.inputs} for s in steps], indent=1
+        [
+            {
+                "path": s.path,
+                "record": s.record,
+                "inputs": s.inputs,
+                "problems": s.problems,
+                "source": s.source,
+            }
+            for s in steps
+        ],
+        indent=1,
     )
+
+
+# The code files of the modules already loaded when this module was imported (a job's
+# script imports it first thing), as they were then: see `imported_code`.
+_AT_IMPORT = {file: _sha256(file) for file in _loaded_modules().values()}
