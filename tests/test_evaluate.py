@@ -67,7 +67,16 @@ def test_evaluate_methods_on_a_known_linear_model(tmp_path):
         np.savez(path, alpha=alpha, masks=masks, outputs=exact.predict(masks))
         paths.append(path)
     summary, per_example = evaluate_methods({"coar": exact, "gp": shuffled}, paths, n_boot=200)
-    assert list(summary.columns) == ["method", "alpha_test", "mean_corr", "ci_low", "ci_high"]
+    assert list(summary.columns) == [
+        "method",
+        "alpha_test",
+        "mean_corr",
+        "ci_low",
+        "ci_high",
+        "n_examples",
+        "n_undefined",
+    ]
+    assert (summary.n_examples == n).all() and (summary.n_undefined == 0).all()
     coar = summary[summary.method == "coar"]
     np.testing.assert_allclose(coar.mean_corr, 1.0)
     assert (summary[summary.method == "gp"].mean_corr < 0.9).all()

@@ -26,7 +26,13 @@ from coar.atomic import atomic_path
 from coar.attributions import Attributions
 from coar.components import ComponentSpec, component_spec
 from coar.device import resolve_device
-from coar.evaluation import bootstrap_mean_ci, fresh_mask_rows, mask_keys, per_example_correlation
+from coar.evaluation import (
+    check_finite,
+    fresh_mask_rows,
+    mask_keys,
+    per_example_correlation,
+    summarize_correlations,
+)
 from coar.fit import fit_from_batches
 from coar.masking import Inputs, batch_size_of, take
 from coar.masks import shard_rows
@@ -372,13 +378,14 @@ class Evaluation:
 
     ``correlations``: per example, the Pearson correlation across the fresh masks
     between true and predicted outputs (NaN where either does not vary). ``mean``,
-    ``ci_low``, ``ci_high``: their mean over the examples that have one, with a 95%
-    bootstrap interval; ``n_undefined`` counts the examples without one (reported, never
-    silently dropped).
+    ``ci_low``, ``ci_high``: their mean over all examples, with a 95% bootstrap
+    interval; ``n_undefined`` counts the examples without a correlation, and where there
+    is any the three are NaN (a mean over fewer examples could only flatter).
 
-    >>> result = Evaluation(0.1, np.array([0.9, 0.7, np.nan]), 0.8, 0.7, 0.9, 1)
-    >>> print(result)
-    alpha 0.1: mean correlation 0.800 (95% CI 0.700..0.900) over 2 examples, 1 without a correlation
+    >>> print(Evaluation(0.1, np.array([0.9, 0.7, 0.8]), 0.8, 0.7, 0.9, 0))
+    alpha 0.1: mean correlation 0.800 (95% CI 0.700..0.900) over 3 examples
+    >>> print(Evaluation(0.1, np.array([0.9, 0.7, np.nan]), np.nan, np.nan, np.nan, 1))
+    alpha 0.1: mean correlation undefined: 1 of 3 examples without a correlation
     """
 
     alpha: float
@@ -403,11 +410,15 @@ class Evaluation:
         )
 
     def __str__(self) -> str:
-        undefined = f", {self.n_undefined} without a correlation" if self.n_undefined else ""
+        if self.n_undefined:
+            return (
+                f"alpha {self.alpha:g}: mean correlation undefined: {self.n_undefined} of "
+                f"{len(self.correlations)} examples without a correlation"
+            )
         return (
             f"alpha {self.alpha:g}: mean correlation {self.mean:.3f} "
             f"(95% CI {self.ci_low:.3f}..{self.ci_high:.3f}) over "
-            f"{len(self.correlations) - self.n_undefined} examples{undefined}"
+            f"{len(self.correlations)} examples"
         )
 
 
@@ -473,14 +484,31 @@ def evaluate(
     exclude = set() if exclude_masks is None else mask_keys(exclude_masks)
     rows = fresh_mask_rows(seed, stream, n_masks, len(run.spec), alpha, exclude)
     masks, true = run.ablate_rows(rows)
-    correlations = per_example_correlation(true, attributions.predict(masks))
-    n_undefined = int(np.isnan(correlations).sum())
+    check_finite(true, "evaluate", "the model's outputs under the fresh masks")
+    with np.errstate(invalid="ignore", over="ignore"):
+        pred = attributions.predict(masks)
+    check_finite(pred, "evaluate", "the attributions' predictions")
+    correlations = per_example_correlation(true, pred)
+    numbers = summarize_correlations(correlations, n_boot=n_bootstrap, seed=seed)
+    n_undefined = numbers["n_undefined"]
     if n_undefined == len(correlations):
         raise ValueError(
             "no example has a correlation: the true or predicted outputs do not vary "
             "across the fresh masks (raise alpha or n_masks)"
         )
-    mean, low, high = bootstrap_mean_ci(correlations, n_boot=n_bootstrap, seed=seed)
     if n_undefined:
-        log.warning("%d of %d examples have no correlation", n_undefined, len(correlations))
-    return Evaluation(alpha, correlations, mean, low, high, n_undefined)
+        log.warning(
+            "%d of %d examples have no correlation (examples %s): the mean and its interval "
+            "are NaN; Evaluation.correlations holds the others",
+            n_undefined,
+            len(correlations),
+            np.flatnonzero(np.isnan(correlations))[:10].tolist(),
+        )
+    return Evaluation(
+        alpha,
+        correlations,
+        numbers["mean_corr"],
+        numbers["ci_low"],
+        numbers["ci_high"],
+        n_undefined,
+    )

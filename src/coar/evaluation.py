@@ -4,6 +4,17 @@ Protocol (paper, "Evaluating Coar"): for each alpha_test, fresh masks; per
 example, the Pearson correlation across masks between the true outputs and a
 method's predictions; the mean over examples with a bootstrap 95% interval.
 
+Undefined and failed examples. An example whose true or predicted outputs do not
+vary across the masks (e.g. a baseline whose attributions for it are all zero) has
+no correlation: a legitimate outcome, counted (``n_undefined`` of ``n_examples``)
+and reported. A summary is never a mean over fewer examples than it has: where any
+example is undefined, ``mean_corr``, ``ci_low`` and ``ci_high`` are NaN, so losing
+examples can never make a method look better. NaN or inf in the true outputs or in
+a method's predictions (its attributions) is a failure, not an undefined
+correlation: `evaluate_methods` stops with an error naming the file and examples,
+unless those examples are declared missing (``missing``; the published
+attributions' counted NaNs), which makes them undefined.
+
 Fresh means never used for fitting: evaluation masks come from their own
 random stream, rows that happen to equal a training mask (possible only with
 few components) are skipped when drawing, and `check_fresh_masks` verifies the
@@ -101,7 +112,11 @@ def per_example_correlation(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
 def bootstrap_mean_ci(
     values: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Mean of the finite values and a percentile bootstrap interval over examples."""
+    """Mean of the finite values and a percentile bootstrap interval over examples.
+
+    Non-finite values are left out here; a summary must not do that silently:
+    `summarize_correlations` counts them and gives NaN instead.
+    """
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -113,34 +128,114 @@ def bootstrap_mean_ci(
     return float(values.mean()), float(low), float(high)
 
 
+SUMMARY_COLUMNS = ["mean_corr", "ci_low", "ci_high", "n_examples", "n_undefined"]
+
+
+def summarize_correlations(
+    values: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict:
+    """``mean_corr``, ``ci_low``, ``ci_high`` (bootstrap) over every example, with
+    ``n_examples`` and ``n_undefined`` (how many have no correlation).
+
+    The mean is over all examples or nothing: with any undefined example the three
+    numbers are NaN, so a summary never improves because examples were lost.
+
+    >>> summarize_correlations(np.array([0.9, 0.8, np.nan]))
+    {'mean_corr': nan, 'ci_low': nan, 'ci_high': nan, 'n_examples': 3, 'n_undefined': 1}
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n_undefined = int((~np.isfinite(values)).sum())
+    if values.size == 0:
+        raise ValueError("no examples to summarise")
+    if n_undefined:
+        mean = low = high = float("nan")
+    else:
+        mean, low, high = bootstrap_mean_ci(values, n_boot=n_boot, level=level, seed=seed)
+    return dict(
+        mean_corr=mean, ci_low=low, ci_high=high, n_examples=values.size, n_undefined=n_undefined
+    )
+
+
+def nonfinite_examples(values: np.ndarray) -> np.ndarray:
+    """Columns (examples) of a (K, N) array that hold NaN or inf anywhere."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.flatnonzero(~np.isfinite(values.reshape(-1, values.shape[-1])).all(0))
+
+
+def check_finite(values: np.ndarray, source: str, what: str, allowed=()) -> None:
+    """Fail, naming ``source`` and the examples (columns), if ``values`` (K, N) hold NaN
+    or inf in a column that is not one of ``allowed`` (examples declared missing)."""
+    bad = np.setdiff1d(nonfinite_examples(values), np.asarray(list(allowed), dtype=np.int64))
+    if bad.size:
+        raise ValueError(
+            f"{source}: {what} hold NaN or inf for {bad.size} of {np.shape(values)[-1]} "
+            f"examples (examples {bad[:10].tolist()}{' ...' if bad.size > 10 else ''}); that "
+            "is a failure, not an undefined correlation: regenerate the file"
+        )
+
+
 def evaluate_methods(
-    methods: dict, outputs_paths: list, n_boot: int = 1000, seed: int = 0
+    methods: dict,
+    outputs_paths: list,
+    n_boot: int = 1000,
+    seed: int = 0,
+    *,
+    sources: dict | None = None,
+    missing: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every method's predictions against true outputs saved per alpha_test.
 
     `methods` maps a method name to an object with ``predict(masks) -> (K, N)``;
     each outputs file holds ``alpha``, ``masks`` (K, |C|) and ``outputs`` (K, N).
-    Returns the summary (method, alpha_test, mean_corr, ci_low, ci_high) and the
-    per-example correlations (NaN where an example's outputs do not vary).
+    Returns the summary (method, alpha_test, mean_corr, ci_low, ci_high, n_examples,
+    n_undefined; see `summarize_correlations`) and the per-example correlations (NaN
+    where an example has none).
+
+    NaN or inf in an outputs file, or in a method's predictions, raises a ValueError
+    naming the file (``sources`` maps a method to its attributions file) and examples;
+    ``missing`` maps a method to the example columns known to lack attributions
+    (counted as undefined instead).
     """
+    sources, missing = sources or {}, missing or {}
     summary, per_example = [], []
     for path in outputs_paths:
         with np.load(path) as data:
             alpha, masks, true = float(data["alpha"]), data["masks"], data["outputs"]
+        check_finite(true, str(path), "the true outputs")
         for name, method in methods.items():
             if method.weight.shape != (masks.shape[1], true.shape[1]):
                 raise ValueError(
                     f"method {name!r}: attributions of shape {method.weight.shape} do not fit "
                     f"{path} ({masks.shape[1]} components, {true.shape[1]} examples)"
                 )
-            corr = per_example_correlation(true, method.predict(masks))
-            mean, low, high = bootstrap_mean_ci(corr, n_boot=n_boot, seed=seed)
-            summary.append(
-                dict(method=name, alpha_test=alpha, mean_corr=mean, ci_low=low, ci_high=high)
-            )
+            with np.errstate(invalid="ignore", over="ignore"):
+                pred = method.predict(masks)
+            source = sources.get(name, f"method {name!r}")
+            check_finite(pred, str(source), f"the predictions on {path}", missing.get(name, ()))
+            corr = per_example_correlation(true, pred)
+            corr[nonfinite_examples(pred)] = np.nan
+            numbers = summarize_correlations(corr, n_boot=n_boot, seed=seed)
+            summary.append(dict(method=name, alpha_test=alpha, **numbers))
             per_example.append(
                 pd.DataFrame(
                     dict(method=name, alpha_test=alpha, example=np.arange(len(corr)), corr=corr)
                 )
             )
     return pd.DataFrame(summary), pd.concat(per_example, ignore_index=True)
+
+
+def undefined_report(summary: pd.DataFrame, per_example: pd.DataFrame) -> list[str]:
+    """One line per (method, alpha_test) with undefined correlations: how many, which."""
+    lines = []
+    for r in summary[summary["n_undefined"] > 0].itertuples():
+        rows = per_example[
+            (per_example["method"] == r.method) & (per_example["alpha_test"] == r.alpha_test)
+        ]
+        examples = rows["example"][~np.isfinite(rows["corr"])].tolist()
+        lines.append(
+            f"method {r.method!r} at alpha_test {r.alpha_test:g}: {r.n_undefined} of "
+            f"{r.n_examples} examples have no correlation (outputs or predictions constant "
+            f"across the masks; examples {examples[:10]}{' ...' if len(examples) > 10 else ''}); "
+            "its mean_corr, ci_low and ci_high are NaN"
+        )
+    return lines

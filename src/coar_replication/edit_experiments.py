@@ -4,6 +4,11 @@ Each experiment scores components from attributions of example sets, sweeps k
 greedily on validation and test data, picks k by the validation criterion
 stated in its docstring, and returns the sweep, the chosen `Edit` and the
 numbers before and after. Test data never influences the choice of k.
+
+Every accuracy counts every example of its split: an example whose logits hold NaN or
+inf under some edit has no prediction (its argmax would be arbitrary), which is a
+failure that stops the experiment with an error naming the split, the examples and k,
+never an example quietly counted right or wrong.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from coar.edit import (
     sweep_grid,
     welch_t,
 )
+from coar.evaluation import per_example_correlation
 from coar.outputs import margin
 
 log = logging.getLogger(__name__)
@@ -60,10 +66,40 @@ def _best(table: pd.DataFrame, feasible: np.ndarray, objective: str) -> int:
     return int(candidates.index[candidates[objective] == best][0])
 
 
+def check_finite_logits(logits: torch.Tensor, split: str, ks=None) -> None:
+    """Fail if the logits (K, E, classes) of any example under any of the K edits (k in
+    ``ks``) hold NaN or inf, naming the split, the examples and the k."""
+    bad = ~torch.isfinite(logits).all(-1)
+    if bad.any():
+        examples = bad.any(0).nonzero().flatten().tolist()
+        edits = bad.any(1).nonzero().flatten().tolist()
+        where = f" at k = {[int(ks[i]) for i in edits][:10]}" if ks is not None else ""
+        raise ValueError(
+            f"split {split!r}: the logits of {len(examples)} of {bad.shape[1]} examples hold "
+            f"NaN or inf{where} (examples {examples[:10]}{' ...' if len(examples) > 10 else ''})"
+            "; they have no prediction, so no accuracy can count them"
+        )
+
+
+def _finite(split: str, metrics, ks):
+    """``metrics`` that first checks the logits of the split (see `check_finite_logits`)."""
+
+    def checked(logits: torch.Tensor):
+        check_finite_logits(logits, split, ks)
+        return metrics(logits)
+
+    return checked
+
+
 def _ranked_sweep(model, spec, scores, direction: str, k_max: int, k_step: int, evaluations):
     """Components in ablation order for ``direction``, and the greedy sweep over k."""
     order = ablation_order(scores, direction)
-    sweep = greedy_sweep(model, spec, order, sweep_grid(k_max, k_step, len(spec)), evaluations)
+    ks = sweep_grid(k_max, k_step, len(spec))
+    evaluations = {
+        name: (inputs, _finite(name, metrics, ks))
+        for name, (inputs, metrics) in evaluations.items()
+    }
+    sweep = greedy_sweep(model, spec, order, ks, evaluations)
     return order, sweep
 
 
@@ -304,13 +340,25 @@ def subpopulation_robustness(
 def paired_output_correlation(
     model: nn.Module, spec: ComponentSpec, keep: np.ndarray, clean: Split, triggered: Split
 ) -> float:
-    """Pearson correlation over examples of the margins on clean and triggered copies."""
+    """Pearson correlation over examples of the margins on clean and triggered copies.
+
+    NaN where the margins of either copy do not vary (undefined, logged); NaN or inf
+    logits raise a ValueError naming the pairs."""
     logits = logits_under_masks(
         model, spec, torch.cat([clean.inputs, triggered.inputs]), keep[None]
     )
-    margins = margin(logits[0], torch.cat([clean.labels, triggered.labels]).cpu()).numpy()
     n = len(clean.labels)
-    return float(np.corrcoef(margins[:n], margins[n:])[0, 1])
+    check_finite_logits(logits[:, :n], "clean copies of the pairs")
+    check_finite_logits(logits[:, n:], "triggered copies of the pairs")
+    margins = margin(logits[0], torch.cat([clean.labels, triggered.labels]).cpu()).numpy()
+    corr = float(per_example_correlation(margins[:n, None], margins[n:, None])[0])
+    if np.isnan(corr):
+        log.warning(
+            "paired output correlation over %d pairs is undefined: the margins of the clean "
+            "or the triggered copies do not vary",
+            n,
+        )
+    return corr
 
 
 def remove_backdoor(
@@ -401,9 +449,12 @@ def accuracy_only(labels: torch.Tensor):
 # --- 5.1 fixing individual errors -----------------------------------------------------
 
 
-def _accuracy(model, spec, keep: np.ndarray, split: Split, exclude: int | None = None) -> float:
-    logits = logits_under_masks(model, spec, split.inputs, keep[None])[0]
-    correct = (logits.argmax(-1).numpy() == _labels_np(split)).astype(np.float64)
+def _accuracy(
+    model, spec, keep: np.ndarray, split: Split, exclude: int | None = None, name: str = "?"
+) -> float:
+    logits = logits_under_masks(model, spec, split.inputs, keep[None])
+    check_finite_logits(logits, name, [int((~keep).sum())])
+    correct = (logits[0].argmax(-1).numpy() == _labels_np(split)).astype(np.float64)
     if exclude is not None:
         correct = np.delete(correct, exclude)
     return float(correct.mean())
@@ -437,8 +488,8 @@ def fix_errors(
     errors = attribution_rows(error_attributions)
     keep_all = np.ones(len(spec), dtype=bool)
     base = {
-        "train": _accuracy(model, spec, keep_all, train),
-        "val": _accuracy(model, spec, keep_all, val),
+        "train": _accuracy(model, spec, keep_all, train, name="train"),
+        "val": _accuracy(model, spec, keep_all, val, name="val"),
     }
     rows, edits = [], []
     for j, example in enumerate(error_attributions.example_ids):
@@ -447,8 +498,12 @@ def fix_errors(
         order = ablation_order(scores, "raise")
         ks = list(range(1, min(k_max, len(spec)) + 1))
         masks = np.stack([keep_mask(len(spec), order[:k]) for k in ks])
-        preds = logits_under_masks(model, spec, x, masks)[:, 0].argmax(-1).numpy()
-        before_pred = int(logits_under_masks(model, spec, x, keep_all[None])[0, 0].argmax())
+        logits = logits_under_masks(model, spec, x, masks)
+        check_finite_logits(logits, f"test (error example {int(example)})", ks)
+        preds = logits[:, 0].argmax(-1).numpy()
+        before = logits_under_masks(model, spec, x, keep_all[None])
+        check_finite_logits(before, f"test (error example {int(example)})", [0])
+        before_pred = int(before[0, 0].argmax())
         fixing = [k for k, p in zip(ks, preds, strict=True) if p == y][:max_tries]
         row = {
             "example": int(example),
@@ -458,15 +513,15 @@ def fix_errors(
         }
         for k in fixing:
             keep = keep_mask(len(spec), order[:k])
-            val_acc = _accuracy(model, spec, keep, val)
+            val_acc = _accuracy(model, spec, keep, val, name="val")
             if val_acc >= base["val"] - max_val_drop:
                 row.update(
                     fixed=True,
                     k=k,
                     val_change=val_acc - base["val"],
-                    train_change=_accuracy(model, spec, keep, train) - base["train"],
-                    test_change=_accuracy(model, spec, keep, test, exclude=example)
-                    - _accuracy(model, spec, keep_all, test, exclude=example),
+                    train_change=_accuracy(model, spec, keep, train, name="train") - base["train"],
+                    test_change=_accuracy(model, spec, keep, test, exclude=example, name="test")
+                    - _accuracy(model, spec, keep_all, test, exclude=example, name="test"),
                 )
                 edits.append(
                     Edit(

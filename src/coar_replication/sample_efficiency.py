@@ -17,10 +17,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from coar.evaluation import bootstrap_mean_ci, per_example_correlation
+from coar.evaluation import per_example_correlation, summarize_correlations
 from coar.fit import fit_stats, validation_rows
 from coar.regression import GramStats
-from coar.store import iter_beton
+from coar.store import check_component_dataset, iter_beton
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,7 @@ def prefix_statistics(
     beton_path, m_values, val_fraction: float, seed: int, batch_size=4096, device="cpu"
 ) -> dict[int, tuple[GramStats, GramStats]]:
     """(train, validation) statistics of rows 0..m-1 for every m, in one pass."""
-    from coar.store import beton_length
-
-    n_rows = beton_length(beton_path)
+    n_rows = check_component_dataset(beton_path)["rows"]
     m_values = sorted(set(int(m) for m in m_values))
     if m_values[-1] > n_rows or m_values[0] < 2:
         raise ValueError(f"m must lie in 2..{n_rows} (rows of {beton_path}), got {m_values}")
@@ -79,7 +77,10 @@ def sample_efficiency(
     seed: int = 0,
     device="cpu",
 ) -> pd.DataFrame:
-    """One row per (solver, m): mean held-out correlation with a bootstrap interval."""
+    """One row per (solver, m): mean held-out correlation with a bootstrap interval, and
+    how many examples had none (``n_undefined`` of ``n_examples``; a fit that predicts a
+    constant, e.g. a lasso with all weights zero at small m). As in the evaluation, a
+    mean over fewer examples is never given: with any undefined example it is NaN."""
     with np.load(eval_outputs_path) as data:
         alpha, masks, true = float(data["alpha"]), data["masks"], data["outputs"]
     snapshots = prefix_statistics(
@@ -93,21 +94,30 @@ def sample_efficiency(
                 copy.deepcopy(train), copy.deepcopy(val), {**fit_config, "solver": solver}
             )
             corr = per_example_correlation(true, fit.predict(masks))
-            mean, low, high = bootstrap_mean_ci(corr, n_boot=n_bootstrap, seed=seed)
+            numbers = summarize_correlations(corr, n_boot=n_bootstrap, seed=seed)
             rows.append(
                 dict(
                     solver=solver,
                     m=m,
                     alpha_test=alpha,
-                    mean_corr=mean,
-                    ci_low=low,
-                    ci_high=high,
+                    mean_corr=numbers["mean_corr"],
+                    ci_low=numbers["ci_low"],
+                    ci_high=numbers["ci_high"],
                     median_lambda=float(np.median(fit.lam)),
                     val_corr=float(np.nanmean(diagnostics["val_corr"])),
                     seconds=time.perf_counter() - start,
+                    n_examples=numbers["n_examples"],
+                    n_undefined=numbers["n_undefined"],
                 )
             )
-            log.info("m=%d %s: held-out correlation %.4f", m, solver, mean)
+            log.info(
+                "m=%d %s: held-out correlation %.4f (%d of %d examples undefined)",
+                m,
+                solver,
+                numbers["mean_corr"],
+                numbers["n_undefined"],
+                numbers["n_examples"],
+            )
     return pd.DataFrame(rows)
 
 
@@ -165,35 +175,3 @@ def least_squares_equivalent_m(table: pd.DataFrame) -> np.ndarray:
         weight = (value - corr[j - 1]) / (corr[j] - corr[j - 1])
         out[k] = float(np.exp(log_m[j - 1] + weight * (log_m[j] - log_m[j - 1])))
     return out
-
-
-def plot_sample_efficiency(tables: dict[str, pd.DataFrame], path) -> None:
-    """One panel per setup: held-out correlation against m per solver."""
-    import matplotlib.pyplot as plt
-
-    from coar_replication.plots import save_figure
-
-    fig, axes = plt.subplots(
-        1, len(tables), figsize=(4.5 * len(tables), 3.6), squeeze=False, constrained_layout=True
-    )
-    for ax, (setup, table) in zip(axes[0], tables.items(), strict=True):
-        m_full = table["m"].max()
-        for solver, group in table.groupby("solver", sort=False):
-            group = group.sort_values("m")
-            ax.plot(group["m"], group["mean_corr"], marker="o", ms=3, label=solver)
-            ax.fill_between(group["m"], group["ci_low"], group["ci_high"], alpha=0.2)
-        target = table.query("solver == 'least_squares' and m == @m_full")["mean_corr"]
-        if len(target):
-            ax.axhline(
-                float(target.iloc[0]), color="grey", ls="--", lw=0.8, label="least squares, all m"
-            )
-        ax.axvline(m_full / 4, color="grey", ls=":", lw=0.8, label="m / 4")
-        ax.set_xscale("log")
-        ticks = sorted(table["m"].unique())
-        ax.set_xticks(ticks, [str(m) for m in ticks], rotation=45, fontsize=7)
-        ax.minorticks_off()
-        ax.set_xlabel("ablations m (log scale)")
-        ax.set_ylabel(f"held-out correlation (alpha_test = {table['alpha_test'].iloc[0]:g})")
-        ax.set_title(setup)
-        ax.legend(fontsize=7)
-    save_figure(fig, path, format="pdf")

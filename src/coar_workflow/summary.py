@@ -189,16 +189,26 @@ def _method(name: str) -> str:
 
 def _evaluation_section(setup: str, path: Path, rel: str) -> tuple[list[str], str]:
     table = _read_csv(path, ("method", "alpha_test", "mean_corr", "ci_low", "ci_high"))
+    # n_examples / n_undefined: examples without a correlation make the mean NaN (summary
+    # files written before these columns existed count none).
+    if "n_undefined" not in table.columns:
+        table["n_undefined"] = 0
     alphas = sorted(table["alpha_test"].unique(), reverse=True)
     methods = list(dict.fromkeys(table["method"]))
-    rows = []
+    rows, undefined = [], False
     for method in methods:
         cells = [_method(method)]
         for alpha in alphas:
             row = table[(table["method"] == method) & (table["alpha_test"] == alpha)]
             if len(row):
                 r = row.iloc[0]
-                cells.append(f"{_corr(r.mean_corr)} [{_corr(r.ci_low)}, {_corr(r.ci_high)}]")
+                cell = f"{_corr(r.mean_corr)} [{_corr(r.ci_low)}, {_corr(r.ci_high)}]"
+                if r.n_undefined > 0:
+                    undefined = True
+                    total = getattr(r, "n_examples", None)
+                    of = f" of {_number(total)}" if total is not None else ""
+                    cell += f" ({_number(r.n_undefined)}{of} undefined)"
+                cells.append(cell)
             else:
                 cells.append("-")
         rows.append(cells)
@@ -208,19 +218,33 @@ def _evaluation_section(setup: str, path: Path, rel: str) -> tuple[list[str], st
         "",
         *_table(["method", *[f"alpha_test {_alpha(a)}" for a in alphas]], rows),
     ]
+    if undefined:
+        lines += [
+            "",
+            "n/a (N of M undefined): N examples have no correlation (constant true or "
+            "predicted outputs), so the mean over all M is undefined; it is never taken "
+            "over fewer examples.",
+        ]
 
-    # Compact: Coar and the best baseline over the alpha_test range.
+    # Compact: Coar and the best baseline over the alpha_test range; a method with an
+    # undefined mean at some alpha_test is n/a there, never ranked on the others.
     def span(method: str) -> str:
         values = table[table["method"] == method].sort_values("alpha_test")["mean_corr"]
+        if values.isna().any():
+            return "n/a (undefined correlations)"
         lo, hi = values.min(), values.max()
         return _corr(lo) if _corr(lo) == _corr(hi) else f"{_corr(lo)}-{_corr(hi)}"
 
-    mean_by_method = table.groupby("method", sort=False)["mean_corr"].mean()
+    mean_by_method = table.groupby("method", sort=False)["mean_corr"].apply(
+        lambda v: v.mean(skipna=False)
+    )
     baselines = mean_by_method.drop("coar", errors="ignore")
     compact = f"Coar {span('coar')}" if "coar" in mean_by_method else ""
-    if len(baselines):
-        best = baselines.idxmax()
+    if baselines.notna().any():
+        best = baselines.dropna().idxmax()
         compact += f"; best baseline {_method(best)} {span(best)}"
+    if baselines.isna().any():
+        compact += "; n/a: " + ", ".join(_method(m) for m in baselines.index[baselines.isna()])
     compact += f" (alpha_test {_alpha(min(alphas))}-{_alpha(max(alphas))})"
     return lines, compact
 
