@@ -5,9 +5,31 @@ from pathlib import Path
 # Workflow scripts import the library from the repository even when it is not installed.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from coar_workflow.config import (
+    ALPHA_PATTERN,
+    ConfigError,
+    alpha_label,
+    check_workflow_config,
+)
 from coar_workflow.provenance import code_digests
 from coar_replication.selections import MODEL_SELECTIONS
 from coar.store import run_id
+
+# The config beyond what the Snakefile's schema check sees (coar_workflow.config): a key
+# given twice in a config file, numbers that YAML 1.1 reads as text (1e-3: made numbers
+# here), values out of the range that other values allow (n_shards <= n_masks, the
+# scatter example, positions, classes, names of setups, example sets and splits). A
+# fault stops the workflow here, before any job, naming key, value, file and line.
+try:
+    check_workflow_config(
+        config,
+        workflow.configfiles,
+        Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+        overrides=workflow.config_settings.config,
+        base=workflow.basedir,
+    )
+except ConfigError as err:
+    sys.exit(str(err))
 
 RESULTS = config["results_dir"].rstrip("/")
 SETUPS = config["setups"]
@@ -41,7 +63,7 @@ EVALUATION_FIGURES = [
 wildcard_constraints:
     setup="|".join(SETUPS) or "(?!)",
     shard=r"\d+",
-    alpha=r"0\.\d+",
+    alpha=ALPHA_PATTERN,
     figure=r"[A-Za-z0-9_]+",
 
 
@@ -94,7 +116,7 @@ def shard_paths(wildcards):
 
 def evaluation_output_paths(wildcards):
     return [
-        f"{RESULTS}/eval/{wildcards.setup}/true_outputs_alpha{alpha}.npz"
+        f"{RESULTS}/eval/{wildcards.setup}/true_outputs_alpha{alpha_label(alpha)}.npz"
         for alpha in SETUPS[wildcards.setup]["evaluation"]["alpha_test"]
     ]
 
@@ -106,7 +128,7 @@ def evaluation_methods(wildcards):
 
 def scatter_outputs_path(setup):
     """True outputs at alpha_test = alpha_train, shown in Figure 1's scatter."""
-    alpha = SETUPS[setup]["ablation"]["alpha_train"]
+    alpha = alpha_label(SETUPS[setup]["ablation"]["alpha_train"])
     return f"{RESULTS}/eval/{setup}/true_outputs_alpha{alpha}.npz"
 
 

@@ -24,7 +24,8 @@ for setup, summary_path, attr_path, outputs_path, example in zip(
     if not 0 <= example < true.shape[1]:
         raise IndexError(
             f"config key setups.{setup}.evaluation.scatter_example = {example} "
-            f"is outside 0..{true.shape[1] - 1}"
+            f"is outside 0..{true.shape[1] - 1}: {outputs_path} holds {true.shape[1]} "
+            "evaluation examples. Set scatter_example to one of them."
         )
     pred = attributions.predict(masks)
     panels.append(
