@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 import yte
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,3 +141,52 @@ def test_memory_requests_grow_with_the_setup_data(tmp_path):
         assert re.findall(r"^rule (\w+):", result.stdout, re.M) == ["ablate"], result.stdout
         requests[device] = int(re.search(r"mem_mb=(\d+)", result.stdout)[1])
     assert requests == {"cuda": 2000 + 1.5 * 4096, "cpu": 2000 + 5 * 4096}
+
+
+DEFAULT_PROFILE = REPO / "profiles" / "default" / "config.yaml"
+
+TOUCH_SNAKEFILE = """
+rule all:
+    input: "report.txt"
+
+rule big:
+    output: "big.bin"
+    run:
+        with open(output[0], "wb") as f:
+            f.write(b"x" * (2 << 20))
+
+rule report:
+    input: "big.bin"
+    output: "report.txt"
+    shell: "wc -c {input} > {output}"
+"""
+
+
+def touched_big_file_reruns(tmp_path, *args) -> bool:
+    """Run a two-rule workflow whose input is a 2 MiB file, touch that file, and say
+    whether a dry run then plans to rerun its consumer."""
+    (tmp_path / "Snakefile").write_text(TOUCH_SNAKEFILE)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
+    subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    big = tmp_path / "big.bin"
+    os.utime(big, ns=(big.stat().st_atime_ns, big.stat().st_mtime_ns + 10**10))
+    dry = subprocess.run(
+        [*cmd, "--dry-run"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert dry.returncode == 0, dry.stderr
+    return "Nothing to be done" not in dry.stdout + dry.stderr
+
+
+def test_a_touched_file_over_1_mb_with_the_same_content_reruns_nothing_with_the_profile(
+    tmp_path,
+):
+    # docs/reproducibility.md: true up to the profile's max-checksum-file-size ...
+    limit = yaml.safe_load(DEFAULT_PROFILE.read_text())["max-checksum-file-size"]
+    assert limit == "1GB"
+    with_profile = tmp_path / "with_profile"
+    with_profile.mkdir()
+    assert not touched_big_file_reruns(with_profile, "--max-checksum-file-size", limit)
+    # ... and not with Snakemake's own 1 MB, which the docs say too
+    without = tmp_path / "without"
+    without.mkdir()
+    assert touched_big_file_reruns(without)
