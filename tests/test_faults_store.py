@@ -157,3 +157,18 @@ def test_identical_saves_give_identical_bytes(tmp_path):
     attributions.save(tmp_path / "two.pt")
     assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "two.pt").read_bytes()
     assert torch.load(tmp_path / "one.pt", weights_only=True)["component_names"] == ["a", "b", "c"]
+
+
+def test_identical_figures_give_identical_bytes(tmp_path):
+    import time
+
+    import matplotlib.pyplot as plt
+
+    from coar_replication.plots import save_figure
+
+    for name in ("one.pdf", "two.pdf"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        save_figure(fig, tmp_path / name)
+        time.sleep(1.1)  # a date in the file would now differ
+    assert (tmp_path / "one.pdf").read_bytes() == (tmp_path / "two.pdf").read_bytes()

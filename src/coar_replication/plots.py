@@ -7,6 +7,7 @@ that does (every module that draws figures imports `save_figure` from here).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -21,9 +22,14 @@ from coar.evaluation import per_example_correlation  # noqa: E402
 
 def save_figure(fig, path, *, tight_layout: bool = False, **savefig) -> None:
     """Write ``fig`` to ``path`` atomically (format from the suffix, unless ``savefig``
-    names one) and close it; ``tight_layout`` first if asked."""
+    names one) and close it; ``tight_layout`` first if asked. The file holds no date,
+    so the same figure gives the same bytes."""
     if tight_layout:
         fig.tight_layout()
+    fmt = savefig.get("format") or Path(path).suffix.lstrip(".").lower()
+    undated = {"pdf": {"CreationDate": None}, "ps": {"CreationDate": None}}
+    undated["eps"], undated["svg"] = undated["ps"], {"Date": None}
+    savefig.setdefault("metadata", undated.get(fmt))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **savefig)
     plt.close(fig)
