@@ -112,7 +112,7 @@ def test_gather_on_a_full_disk_stops_with_the_error_and_removes_its_temporary_fi
     beton = tmp_path / "component_dataset.beton"
     finished = gather_in_subprocess(paths, run, beton, "full_disk")
     assert finished.returncode == 3, finished.stderr[-2000:]
-    assert "MB free on" in finished.stdout
+    assert "MB free on" in finished.stdout and "may not exceed 1048576 bytes" in finished.stdout
     assert_no_leftovers(tmp_path)
 
 

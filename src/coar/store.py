@@ -356,11 +356,21 @@ def gather_to_beton(paths: Sequence, run: dict, beton_path, num_workers: int = 1
 
 
 def _disk_space(path) -> str:
+    """Where a failed write may have run out of room: free space, a file-size limit."""
     try:
         free = shutil.disk_usage(Path(path).parent).free
     except OSError:
         return ""
-    return f"; {free / 1e6:.0f} MB free on {Path(path).parent}"
+    note = f"; {free / 1e6:.0f} MB free on {Path(path).parent}"
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return note
+    if limit != resource.RLIM_INFINITY:
+        note += f", and files may not exceed {limit} bytes here (ulimit -f)"
+    return note
 
 
 def iter_beton(
