@@ -58,6 +58,9 @@ COMMANDS = {
     # docs/index.md
     "make -n run": "make -n run",
     # docs/pipeline.md
+    ".venv/bin/python -m coar_workflow.config config/mini.yaml": lambda c: (
+        f"{c} | grep -x 'config/mini.yaml: readable, no key given twice'"
+    ),
     "python -m coar_workflow.summary results/mini --readme README.md": SUMMARY_CHECK,
     "python -m coar_workflow.summary results/mini --readme README.md --check": SUMMARY_CHECK,
     # docs/pipeline.md, docs/editing.md
@@ -483,6 +486,28 @@ def test_write_summary_on_a_fake_run(tmp_path):
     # Without the figures table: every file still reported, by experiment.
     plain = summary_mod.render_summary(root)
     assert "## Coar-Edit: Removing a backdoor" in plain and "`lm_heads`" in plain
+
+
+def test_summary_names_the_machine_of_the_steps_behind_it(tmp_path, monkeypatch):
+    """Numbers move with the CPU that trained the models: SUMMARY.md says where its
+    steps ran, from their provenance records (and says nothing when there are none)."""
+    from importlib.metadata import version
+
+    from test_provenance import step
+
+    from coar_workflow.provenance import _cpu_model
+
+    root = tmp_path / "results"
+    _fake_run(root)
+    assert "Computed on" not in summary_mod.render_summary(root, figures=FIGURES)
+    monkeypatch.chdir(tmp_path)
+    backdoor = "results/edits/backdoor/backdoor/summary.json"
+    step(tmp_path, "edit_backdoor", [], backdoor, (tmp_path / backdoor).read_text())
+    text = summary_mod.render_summary(root, figures=FIGURES)
+    torch = version("torch")  # as the record names it (the distribution, not torch.__version__)
+    machine = f"CPU `{_cpu_model()}` ({os.cpu_count()} cores), device cpu, torch {torch}"
+    assert f"Computed on {machine} (every step behind these files" in text
+    assert text.index("Computed on") < text.index(summary_mod.START)  # not in the README table
 
 
 def test_summary_command_updates_and_checks_a_readme(tmp_path, capsys):

@@ -519,6 +519,7 @@ def render_summary(
         sections.append(["## Sample efficiency", "", *lines, ""])
         compact += lines_compact
     title = name or root.as_posix()
+    machines = computed_on(files)
     head = [
         f"# Results summary: `{title}`",
         "",
@@ -526,6 +527,7 @@ def render_summary(
         "named in each section (paths relative to the results directory). Accuracies are "
         "on the test split unless marked val; every edit's k is chosen on validation data.",
         "",
+        *([machines, ""] if machines else []),
         START,
         *_table(["result", "value"], [[what, value] for what, value in compact]),
         END,
@@ -533,6 +535,40 @@ def render_summary(
     ]
     text = "\n".join(head + [line for body in sections for line in body])
     return text.rstrip("\n") + "\n"
+
+
+def computed_on(files: Iterable) -> str | None:
+    """Where the steps behind ``files`` ran, from their provenance chains: a sentence
+    naming each CPU, device and PyTorch version (None when the files have no records).
+    Identical reruns give identical bytes only on the same machine and software; float
+    kernels differ between CPU families, so models trained elsewhere differ a little."""
+    from coar_workflow.provenance import ProvenanceError, chain
+
+    machines = set()
+    for path in files:
+        try:
+            steps = chain(path)
+        except (FileNotFoundError, ProvenanceError):
+            continue  # a file without a record (made by hand, or a test's fake run)
+        for step in steps:
+            record = step.record or {}
+            device, packages = record.get("device") or {}, record.get("packages") or {}
+            if device.get("cpu"):
+                machines.add(
+                    (device["cpu"], device.get("cpus"), device.get("used"), packages.get("torch"))
+                )
+    if not machines:
+        return None
+    where = "; ".join(
+        f"CPU `{cpu}` ({cpus} cores), device {used}, torch {torch}"
+        for cpu, cpus, used, torch in sorted(machines, key=str)
+    )
+    return (
+        f"Computed on {where} (every step behind these files, from their provenance "
+        "records). A rerun on the same machine and software gives identical bytes; another "
+        "CPU family or PyTorch build trains slightly different models, and the numbers move "
+        "with them."
+    )
 
 
 def write_summary(
