@@ -10,13 +10,14 @@ for _ in $(seq "$(nproc)"); do
     .venv/bin/python -c "while True: pass" &
     hogs+=($!)
 done
-trap 'kill "${hogs[@]}" 2>/dev/null' EXIT
+log=$(mktemp)
+trap 'kill "${hogs[@]}" 2>/dev/null; rm -f "$log"' EXIT
 passed=0
 for i in $(seq "$runs"); do
-    if .venv/bin/pytest -q -p no:cacheprovider tests/test_ablation_engine.py -k "cpu_auto_batch" >/tmp/probe_run.log 2>&1; then
+    if .venv/bin/pytest -q -p no:cacheprovider tests/test_ablation_engine.py -k "cpu_auto_batch" >"$log" 2>&1; then
         passed=$((passed + 1))
     else
-        tail -5 /tmp/probe_run.log
+        tail -5 "$log"
     fi
     echo "run $i: $passed passed so far (load $(cut -d' ' -f1 /proc/loadavg))"
 done
