@@ -8,13 +8,15 @@ polling) and the site settings in COAR_SLURM_* environment variables. In order:
 1. the whole embedded default runs; sacct shows every job, GPU rules with a GPU request
    of the configured model, the other rules without;
 2. a changed fit parameter resubmits only the jobs that depend on it;
-3. an ablation job cancelled mid-shard (scancel) leaves no shard file; Snakemake is
+3. the attributions are asked for while they and their shards are still to be made;
+   an ablation job cancelled mid-shard (scancel) leaves no shard file; Snakemake is
    stopped and run again, which resubmits only that shard and what depends on it, and
    the final attributions are bit-identical to those of the uninterrupted run before
-   (same configuration, every ablation rerun). Snakemake is stopped by hand because
-   the pinned plugin (2.8.0) takes sacct's "CANCELLED by <uid>" for a running job and
-   would wait for it forever; a job that fails on its own (FAILED, TIMEOUT,
-   OUT_OF_MEMORY) is resubmitted by the profile's retries instead.
+   (same configuration, every shard remade).
+   Snakemake is stopped by hand because the pinned plugin (2.8.0) takes sacct's
+   "CANCELLED by <uid>" for a running job and would wait for it forever; a job that
+   fails on its own (FAILED, TIMEOUT, OUT_OF_MEMORY) is resubmitted by the profile's
+   retries instead.
 
 It needs root and the Debian packages of scripts/install-slurm.sh; without them it is
 skipped with the reason, unless COAR_REQUIRE_SLURM=1 (as in .ci/run) makes that a failure.
@@ -22,6 +24,7 @@ skipped with the reason, unless COAR_REQUIRE_SLURM=1 (as in .ci/run) makes that 
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +36,7 @@ import pytest
 import yaml
 
 from coar.attributions import Attributions
-from coar_workflow.provenance import chain
+from coar_workflow.provenance import chain, sidecar_path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slurm_cluster import ACCOUNT, GPU_TYPE, PARTITION, SYSTEM_CONF, SlurmCluster, missing_programs
@@ -98,7 +101,7 @@ RUNS = []
 class Run:
     """One `snakemake --profile slurm` invocation from the repository root, in the background."""
 
-    def __init__(self, cluster, workdir: Path, *args: str, name: str):
+    def __init__(self, cluster, workdir: Path, *args: str, name: str, targets=TARGETS):
         RUNS.append(self)
         self.log = workdir / f"snakemake-{name}.log"
         self.cmd = [
@@ -120,7 +123,7 @@ class Run:
             str(workdir / "slurm.yaml"),
             *args,
             "--",
-            *TARGETS,
+            *targets,
         ]
         env = {**cluster.env, **SITE}
         with open(self.log, "w") as out:
@@ -250,8 +253,17 @@ def test_cancelled_ablation_reruns_that_shard_bit_identically(cluster, slurm_run
         *(workdir / ".snakemake" / "slurm_logs" / "rule_ablate").rglob("*.log"),
     ]:
         stale.unlink()  # so that only this run's progress is read below
+    # The attributions are asked for while they, the component dataset and the shards are
+    # still to be made, as in a first run. (Snakemake remakes a missing intermediate file
+    # only for an output that needs it: with `--forcerun ablate` and the old results in
+    # place, the shards that finish equal the old ones, the profile's checksums see no
+    # change, nothing needs the cancelled shard, and the rerun rightly does nothing.)
+    shutil.rmtree(workdir / RESULTS / "ablations" / "mini_digits")
+    for made in (attributions, sidecar_path(attributions)):
+        made.unlink()
     changed = str(workdir / "changed.yaml")
-    run = Run(cluster, workdir, changed, "--forcerun", "ablate", name="cancelled")
+    asked = [str(attributions.relative_to(workdir))]
+    run = Run(cluster, workdir, changed, name="cancelled", targets=asked)
 
     deadline = time.monotonic() + RUN_TIMEOUT
     while (target := _running_shard(workdir)) is None:
@@ -275,7 +287,7 @@ def test_cancelled_ablation_reruns_that_shard_bit_identically(cluster, slurm_run
     assert not shard_file.exists(), "a cancelled shard must leave no file that looks finished"
 
     cancelled_run = {j["JobID"] for j in sacct(cluster)}
-    Run(cluster, workdir, changed, name="rerun").wait()
+    Run(cluster, workdir, changed, name="rerun", targets=asked).wait()
     rerun_jobs = [j for j in sacct(cluster) if j["JobID"] not in cancelled_run]
     ablate = [j for j in rerun_jobs if j["rule"] == "ablate"]
     assert [j["Comment"] for j in ablate] == [f"rule_ablate_wildcards_mini_digits_{shard}"]
@@ -285,7 +297,7 @@ def test_cancelled_ablation_reruns_that_shard_bit_identically(cluster, slurm_run
     assert rerun.weight.tobytes() == uninterrupted.weight.tobytes()
     assert np.asarray(rerun.bias).tobytes() == np.asarray(uninterrupted.bias).tobytes()
     # The shard's provenance names the job that finally made it.
-    record = {s.path: s.record for s in chain(workdir / RESULTS / "figures" / "fig1.pdf")}
+    record = {s.path: s.record for s in chain(attributions)}
     shard_record = record[str(RESULTS / "ablations" / "mini_digits" / f"shard_{shard}.npz")]
     assert shard_record["slurm"]["job_id"] == ablate[0]["JobID"]
 
