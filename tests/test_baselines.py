@@ -200,6 +200,18 @@ def test_path_integrated_baselines_equal_captum_layer_by_layer(case, method):
             )
 
 
+def test_a_recomputed_baseline_saves_to_identical_bytes(tmp_path):
+    """Timings go to the log, not into the file: an identical rerun gives identical bytes."""
+    model, spec, inputs, labels, output_fn = CASES[next(iter(CASES))]()
+    for method in ("loo", "atp"):
+        paths = [tmp_path / f"{method}{k}.pt" for k in range(2)]
+        for path in paths:
+            compute_baseline(method, model, spec, inputs, labels, output_fn, max_batch=20).save(
+                path
+            )
+        assert paths[0].read_bytes() == paths[1].read_bytes(), method
+
+
 def test_exposed_attention_computes_what_the_module_computes():
     model = tiny("imagenet_vit")
     inputs, _ = random_inputs("imagenet_vit", model, 2, seed=5, size="tiny")

@@ -462,7 +462,6 @@ def compute_baseline(
         meta={
             "method": method,
             **({"n_steps": n_steps} if method in ("nc", "ii") else {}),
-            "seconds": elapsed,
             **(meta or {}),
         },
     )
