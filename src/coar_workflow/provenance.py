@@ -62,9 +62,16 @@ def _module_file(src: Path, module: str) -> Path | None:
     return None
 
 
-def _imported_modules(path: Path, module: str | None) -> set[str]:
+def _imported_modules(path: Path, module: str | None) -> frozenset[str]:
     """Modules of our packages imported anywhere in `path` (function-level imports
-    included)."""
+    included). Each file is parsed once per version: every rule's `code_of` walks the
+    same modules, and parsing them anew made each Snakemake start take seconds."""
+    stat = path.stat()
+    return _imports_of(path, module, stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _imports_of(path: Path, module: str | None, mtime_ns: int, size: int) -> frozenset[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     package = (module or "").rsplit(".", 1)[0] if path.name != "__init__.py" else module
     found: set[str] = set()
@@ -80,7 +87,7 @@ def _imported_modules(path: Path, module: str | None) -> set[str]:
                 base = node.module or ""
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)  # `from coar import x`
-    return {m for m in found if m.split(".")[0] in PACKAGES}
+    return frozenset(m for m in found if m.split(".")[0] in PACKAGES)
 
 
 @cache
