@@ -495,19 +495,28 @@ def test_summary_names_the_machine_of_the_steps_behind_it(tmp_path, monkeypatch)
 
     from test_provenance import step
 
-    from coar_workflow.provenance import _cpu_model
+    from coar_workflow.provenance import ProvenanceError, _cpu_model, sidecar_path
 
     root = tmp_path / "results"
     _fake_run(root)
     assert "Computed on" not in summary_mod.render_summary(root, figures=FIGURES)
     monkeypatch.chdir(tmp_path)
-    backdoor = "results/edits/backdoor/backdoor/summary.json"
-    step(tmp_path, "edit_backdoor", [], backdoor, (tmp_path / backdoor).read_text())
+    files = [f.relative_to(tmp_path) for f in summary_mod.summary_files(root)]
+    for file in files[1:]:  # each as a step would write it, with its record
+        step(tmp_path, "summarize", [], str(file), (tmp_path / file).read_text())
+    # One file without a record: the sentence would not speak for every step.
+    assert "Computed on" not in summary_mod.render_summary(root, figures=FIGURES)
+    step(tmp_path, "summarize", [], str(files[0]), (tmp_path / files[0]).read_text())
     text = summary_mod.render_summary(root, figures=FIGURES)
     torch = version("torch")  # as the record names it (the distribution, not torch.__version__)
     machine = f"CPU `{_cpu_model()}` ({os.cpu_count()} cores), device cpu, torch {torch}"
     assert f"Computed on {machine} (every step behind these files" in text
     assert text.index("Computed on") < text.index(summary_mod.START)  # not in the README table
+    # A damaged record is named, not skipped.
+    record = sidecar_path(tmp_path / files[0])
+    record.write_text(record.read_text()[:40])
+    with pytest.raises(ProvenanceError, match=str(files[0].name)):
+        summary_mod.render_summary(root, figures=FIGURES)
 
 
 def test_summary_command_updates_and_checks_a_readme(tmp_path, capsys):

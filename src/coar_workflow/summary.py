@@ -539,17 +539,19 @@ def render_summary(
 
 def computed_on(files: Iterable) -> str | None:
     """Where the steps behind ``files`` ran, from their provenance chains: a sentence
-    naming each CPU, device and PyTorch version (None when the files have no records).
-    Identical reruns give identical bytes only on the same machine and software; float
-    kernels differ between CPU families, so models trained elsewhere differ a little."""
-    from coar_workflow.provenance import ProvenanceError, chain
+    naming each CPU, device and PyTorch version. None when a file has no record (made by
+    hand, or a test's fake run): the sentence speaks for every step or not at all. A
+    damaged record raises its ProvenanceError, which names it. Identical reruns give
+    identical bytes only on the same machine and software; float kernels differ between
+    CPU families, so models trained elsewhere differ a little."""
+    from coar_workflow.provenance import chain
 
     machines = set()
     for path in files:
         try:
             steps = chain(path)
-        except (FileNotFoundError, ProvenanceError):
-            continue  # a file without a record (made by hand, or a test's fake run)
+        except FileNotFoundError:
+            return None
         for step in steps:
             record = step.record or {}
             device, packages = record.get("device") or {}, record.get("packages") or {}
