@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from coar.ablate import ablate_rows
 from coar.atomic import atomic_path
 from coar.attributions import Attributions
 from coar.components import ComponentSpec, component_spec
+from coar.cost import check_fit
 from coar.device import resolve_device
 from coar.evaluation import (
     check_finite,
@@ -34,57 +35,52 @@ from coar.evaluation import (
     summarize_correlations,
 )
 from coar.fit import fit_from_batches
-from coar.masking import Inputs, batch_size_of, take
+from coar.masking import Inputs
 from coar.masks import shard_rows
-from coar.outputs import OUTPUTS
+from coar.outputs import OutputFn, check_output, labels_for, output_fn
 from coar.store import iter_shards, run_id, write_shard
 
 log = logging.getLogger(__name__)
 
-OutputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RUN_RECORD = "run.json"
 
 
 def _to_device(inputs: Inputs, device: torch.device) -> Inputs:
+    """A tensor, or a mapping of tensors (a dict, a tokenizer's ``BatchEncoding``), on
+    ``device``; values that are lists become tensors."""
     if isinstance(inputs, Mapping):
-        return {key: torch.as_tensor(value).to(device) for key, value in inputs.items()}
-    return torch.as_tensor(inputs).to(device)
-
-
-def _output_fn(output: str | OutputFn) -> OutputFn:
-    if callable(output):
-        return output
-    if output not in OUTPUTS:
-        raise ValueError(
-            f"output {output!r} is not a built-in output ({', '.join(OUTPUTS)}): pass one of "
-            "those or a function (model_output, labels) -> one float per example"
+        if not inputs:
+            raise ValueError("inputs is an empty mapping: pass the model's keyword tensors")
+        moved = {key: torch.as_tensor(value).to(device) for key, value in inputs.items()}
+        sizes = {key: value.shape[0] if value.dim() else None for key, value in moved.items()}
+        if len(set(sizes.values())) != 1 or None in sizes.values():
+            raise ValueError(
+                f"the tensors of the inputs mapping must share their first (example) "
+                f"dimension, got {sizes}"
+            )
+        return moved
+    if not isinstance(inputs, torch.Tensor | np.ndarray | list | tuple):
+        raise TypeError(
+            f"inputs must be a tensor of examples or a mapping of keyword tensors (a "
+            f"tokenizer's output), got {type(inputs).__name__}"
         )
-    return OUTPUTS[output]
-
-
-@torch.no_grad()
-def _predicted_labels(model: nn.Module, inputs: Inputs, batch: int = 256) -> torch.Tensor:
-    """The unablated model's predicted class of every example (labels=None)."""
-    predictions = []
-    for start in range(0, batch_size_of(inputs), batch):
-        x = take(inputs, slice(start, start + batch))
-        out = model(**x) if isinstance(x, Mapping) else model(x)
-        logits = getattr(out, "logits", out)
-        predictions.append(logits.argmax(dim=-1))
-    return torch.cat(predictions)
+    return torch.as_tensor(inputs).to(device)
 
 
 def _components(model: nn.Module, components: ComponentSpec | str) -> ComponentSpec:
     if isinstance(components, str):
-        return component_spec(model, components)
+        components = component_spec(model, components)
     if not isinstance(components, ComponentSpec):
         raise TypeError(
             f"components must be a ComponentSpec (e.g. coar.conv_filters(model)) or a kind "
             f"name, got {type(components).__name__}"
         )
-    components.check(model)
     if len(components) == 0:
-        raise ValueError("the component spec is empty: it names no component to ablate")
+        raise ValueError(
+            "the component spec is empty: it names no component to ablate (check its "
+            "include=/exclude= patterns against the model's module names)"
+        )
+    components.check(model)
     return components
 
 
@@ -92,11 +88,18 @@ class AttributionRun:
     """A resumable, shardable Coar run: ablate mask rows in shards, then fit.
 
     ``model`` is any ``nn.Module``; ``inputs`` a tensor of examples or a mapping of
-    tensors passed as keyword arguments (a tokenizer's output); ``labels`` the classes
-    the ``output`` is taken for (None: the unablated model's predictions).
-    ``components`` is a `ComponentSpec` or a kind name (``"conv_filters"``,
-    ``"attention_heads"``, ...). ``output`` is ``"margin"`` or a function
-    ``(model_output, labels) -> (batch,)``. Mask row i ablates a random fraction
+    tensors passed as keyword arguments (a dict, or a tokenizer's ``BatchEncoding``);
+    ``labels`` what the ``output`` is taken for, one per example (classes for
+    ``"margin"``, next tokens for ``"next_token_margin"``: see `coar.outputs`; None: the
+    unablated model's predictions). ``components`` is a `ComponentSpec` or a kind name
+    (``"conv_filters"``, ``"attention_heads"``, ...). ``output`` is a name of
+    `coar.outputs.OUTPUTS` (``"margin"``, ``"next_token_margin"``) or a function
+    ``output_fn(model_output, labels) -> (batch,)`` float tensor, checked once on a few
+    examples at construction. ``solver`` is the one `fit` uses by default; at
+    construction, before any ablation, the run logs the fit's projected memory and
+    time and warns when it will be weak (fewer masks than components, for least
+    squares) or will not fit the device's memory (`coar.cost.check_fit`; None: the
+    run is never fitted, no check). Mask row i ablates a random fraction
     ``alpha`` of the components, drawn from (``seed``, ``stream``, i): rows can be made
     in any order and remade bit-identically. ``store`` is the directory that holds
     the shards and the run's record (``run.json``); a second run on the same store
@@ -142,6 +145,7 @@ class AttributionRun:
         progress: bool = True,
         name: str = "model",
         identity: dict | None = None,
+        solver: str | None = "least_squares",
     ):
         if int(n_masks) < 1:
             raise ValueError(f"n_masks must be at least 1, got {n_masks}")
@@ -149,12 +153,14 @@ class AttributionRun:
         self.model = model.to(self.device).eval()
         self.inputs = _to_device(inputs, self.device)
         self.spec = _components(self.model, components)
-        self.output_fn = _output_fn(output)
-        if labels is None:
-            labels = _predicted_labels(self.model, self.inputs)
-        self.labels = torch.as_tensor(labels).to(self.device)
-        if len(self.labels) != batch_size_of(self.inputs):
-            raise ValueError(f"{len(self.labels)} labels for {batch_size_of(self.inputs)} examples")
+        self.output_fn = output_fn(output)
+        if labels is not None:
+            labels = torch.as_tensor(labels).to(self.device)
+        self.labels = labels_for(self.output_fn, self.model, self.inputs, labels).to(self.device)
+        check_output(self.output_fn, self.model, self.inputs, self.labels)
+        self.solver = solver
+        if solver is not None:  # before any ablation: warn while there is time to change
+            check_fit(len(self.spec), int(n_masks), self.n_examples, solver, self.device)
         self.run = run_id(seed, stream, alpha, n_masks)
         for key, value in (identity or {}).items():
             if key in self.run and self.run[key] != value:
@@ -240,7 +246,7 @@ class AttributionRun:
 
     def fit(
         self,
-        solver: str = "least_squares",
+        solver: str | None = None,
         *,
         val_fraction: float = 0.1,
         seed: int = 0,
@@ -250,8 +256,9 @@ class AttributionRun:
     ) -> Attributions:
         """Fit one linear model per example on the shards (default: every shard in the
         store, which must hold rows 0..n_masks-1 exactly once). ``solver``: least_squares,
-        ridge or lasso (ridge and lasso pick lambda per example on the ``val_fraction``
-        held-out rows); ``fit_options`` as `coar.fit.fit_from_batches`'s fit_config."""
+        ridge or lasso (default: the run's; ridge and lasso pick lambda per example on
+        the ``val_fraction`` held-out rows); ``fit_options`` as
+        `coar.fit.fit_from_batches`'s fit_config."""
         paths = list(self.shards() if shards is None else shards)
         return self._fit(
             lambda: iter_shards(paths, self.run), solver, val_fraction, seed, device, fit_options
@@ -259,14 +266,7 @@ class AttributionRun:
 
     def _fit(self, batches, solver, val_fraction, seed, device, fit_options) -> Attributions:
         n_rows = self.run["n_rows"]
-        if n_rows < len(self.spec):
-            log.warning(
-                "%d masks for %d components: least squares falls back to the minimum-norm "
-                "solution and the fit is weak; use n_masks of at least a few times the "
-                "number of components",
-                n_rows,
-                len(self.spec),
-            )
+        solver = solver or self.solver or "least_squares"
         fit_config = {"solver": solver, "val_fraction": val_fraction, "seed": seed, **fit_options}
         return fit_from_batches(
             batches,
@@ -288,7 +288,7 @@ class AttributionRun:
 
     def fit_in_memory(
         self,
-        solver: str = "least_squares",
+        solver: str | None = None,
         *,
         val_fraction: float = 0.1,
         seed: int = 0,
@@ -298,9 +298,13 @@ class AttributionRun:
         """Ablate every row in memory (no store) and fit: what `attribute` does."""
         rows = np.arange(self.run["n_rows"])
         masks, outputs = self.ablate_rows(rows)
-        return self._fit(
-            lambda: [(masks, outputs, rows)], solver, val_fraction, seed, device, fit_options
-        )
+
+        def batches(size: int = 2048):  # in batches: the fit's progress bar moves
+            for start in range(0, len(rows), size):
+                end = start + size
+                yield masks[start:end], outputs[start:end], rows[start:end]
+
+        return self._fit(batches, solver, val_fraction, seed, device, fit_options)
 
     def evaluate(self, attributions: Attributions, **kwargs) -> Evaluation:
         """`evaluate` on this run's model, examples, components and output."""
@@ -367,9 +371,10 @@ def attribute(
         seed=seed,
         device=device,
         progress=progress,
+        solver=solver,
         **run_options,
     )
-    return run.fit_in_memory(solver, **fit_options)
+    return run.fit_in_memory(**fit_options)
 
 
 @dataclass
@@ -474,6 +479,7 @@ def evaluate(
         device=device,
         progress=progress,
         name="evaluation",
+        solver=None,  # fresh masks are only ablated, never fitted
         **settings,
     )
     if attributions.weight.shape != (len(run.spec), run.n_examples):
