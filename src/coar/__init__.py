@@ -15,7 +15,8 @@ One call from a model to attributions, and a resumable object for long runs:
 Everything user-facing is importable from ``coar``: `attribute`, `AttributionRun`,
 `evaluate` and `Attributions`; the component specs (`ComponentSpec`, `conv_filters`,
 `vit_neurons`, `gpt2_rows`, `attention_heads`, `component_spec`, `zero_components`);
-the masking engine (`MaskedModel`); the output functions (`margin`); the baselines
+the masking engine (`MaskedModel`); the output functions (`margin`,
+`next_token_margin`); the baselines
 (`compute_baseline`); and the Coar-Edit core (`welch_t`, `greedy_sweep`, `apply_edit`).
 Lower-level pieces live in the submodules: `coar.regression` (streamed solvers),
 `coar.store` (shards and FFCV component datasets), `coar.masks` (deterministic masks),
@@ -37,7 +38,7 @@ from coar.components import (
 from coar.edit import Edit, apply_edit, greedy_sweep, welch_t
 from coar.masking import MaskedModel
 from coar.masks import sample_masks
-from coar.outputs import margin
+from coar.outputs import margin, next_token_margin
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,7 @@ __all__ = [
     "gpt2_rows",
     "greedy_sweep",
     "margin",
+    "next_token_margin",
     "sample_masks",
     "vit_neurons",
     "welch_t",

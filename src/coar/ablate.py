@@ -5,8 +5,9 @@ device; each forward pass holds (masks x examples) pairs, every sample masked by
 its own keep-mask (``coar.masking``); convnets run channels-last; CUDA runs under
 bf16 autocast (``precision``); ``compile=True`` compiles the forward pass; the
 batch size is chosen when ``masks_per_batch="auto"`` (from free GPU memory; on a
-CPU, the fastest probed size) and halved on out-of-memory. Progress and throughput
-go to the log.
+CPU, the fastest probed size) and halved on out-of-memory. A progress bar shows the
+throughput (examples/s); the first batch's time projects the whole run's, shown on the
+bar at once and logged; the final throughput is logged.
 """
 
 from __future__ import annotations
@@ -108,8 +109,21 @@ def ablate_rows(
                 autocast=bf16,
             ).numpy()
             bar.update(len(chunk))
-            rate = bar.n * n_examples / max(time.perf_counter() - start, 1e-9)
+            seconds = max(time.perf_counter() - start, 1e-9)
+            rate = bar.n * n_examples / seconds
             bar.set_postfix_str(f"{rate:,.0f} examples/s", refresh=False)
+            if k0 == 0 and len(chunk) < len(rows):  # the first batch times the rest
+                projected = seconds * len(rows) / len(chunk)
+                log.info(
+                    "%s: first %d of %d masks in %.2f s (%.0f examples/s): about %.0f s for all",
+                    desc,
+                    len(chunk),
+                    len(rows),
+                    seconds,
+                    rate,
+                    projected,
+                )
+                bar.set_postfix_str(f"{rate:,.0f} examples/s, about {projected:,.0f} s in all")
         bar.close()
     elapsed = time.perf_counter() - start
     log.info(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +25,8 @@ from scipy import stats
 from torch import nn
 
 from coar.components import ComponentSpec, zero_components
-from coar.masking import MaskedModel
+from coar.masking import Inputs, MaskedModel, batch_size_of
+from coar.outputs import logits_of
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +107,23 @@ def sweep_grid(k_max: int, step: int, n_components: int) -> list[int]:
 def logits_under_masks(
     model: nn.Module,
     spec: ComponentSpec,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     masks: np.ndarray,
     max_batch: int = 8192,
 ) -> torch.Tensor:
-    """Logits of every ablated model on every input: (K, E, classes), on the CPU."""
+    """Logits of every ablated model on every input: (K, E, ...) (classes, or positions
+    and vocabulary), on the CPU. ``inputs``: a tensor, or a mapping of keyword tensors;
+    the model may return logits or an object with ``.logits`` (Hugging Face)."""
     masked = MaskedModel(model.eval(), spec)
-    masks_t = torch.as_tensor(np.asarray(masks, dtype=bool), device=inputs.device)
-    per_pass = max(1, max_batch // max(1, len(inputs)))
+    n_examples = batch_size_of(inputs)
+    first = next(iter(inputs.values())) if isinstance(inputs, Mapping) else inputs
+    masks_t = torch.as_tensor(np.asarray(masks, dtype=bool), device=first.device)
+    per_pass = max(1, max_batch // max(1, n_examples))
     out = []
     for k0 in range(0, len(masks_t), per_pass):
         chunk = masks_t[k0 : k0 + per_pass]
-        logits = masked(inputs, chunk).float().cpu()
-        out.append(logits.view(len(chunk), len(inputs), -1))
+        logits = logits_of(masked(inputs, chunk)).float().cpu()
+        out.append(logits.view(len(chunk), n_examples, *logits.shape[1:]))
     return torch.cat(out)
 
 
@@ -130,7 +135,7 @@ def greedy_sweep(
     spec: ComponentSpec,
     order: np.ndarray,
     ks: Sequence[int],
-    evaluations: dict[str, tuple[torch.Tensor, Metrics]],
+    evaluations: dict[str, tuple[Inputs, Metrics]],
 ) -> pd.DataFrame:
     """Ablate order[:k] for each k and evaluate: one row per k.
 

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from coar.attributions import Attributions
+from coar.cost import fit_cost
 from coar.regression import (
     GramStats,
     LinearFit,
@@ -135,7 +136,9 @@ def accumulate(
     the validation rows. Every row must come exactly once, with finite outputs."""
     width = len(range(*targets.indices(n_targets)))
     train, val = GramStats.zeros(p, width, device), GramStats.zeros(p, width, device)
-    bar = tqdm(total=len(is_val), desc=f"fit: reading {source}", unit="row", disable=not progress)
+    bar = tqdm(  # rows/s is the throughput of streaming the rows into the Gram matrices
+        total=len(is_val), desc=f"fit: reading {source}", unit="row", disable=not progress
+    )
     seen = np.zeros(len(is_val), dtype=bool)
     for masks, outputs, idx in batches:
         if masks.shape[1] != p or outputs.shape[1] != n_targets:
@@ -182,9 +185,17 @@ def fit_from_batches(
     time, one pass each, so that X^T Y (|C| x chunk) bounds the memory.
     """
     device = torch.device(device)
-    is_val = validation_rows(n_rows, fit_config["val_fraction"], fit_config["seed"])
     p, n = len(component_names), len(example_ids)
+    if p == 0 or n == 0:
+        raise ValueError(
+            f"{source}: nothing to fit ({p} components, {n} examples): the component spec "
+            "or the examples are empty"
+        )
+    is_val = validation_rows(n_rows, fit_config["val_fraction"], fit_config["seed"])
     chunk = fit_config.get("target_chunk") or n
+    solver = fit_config["solver"]
+    cost = fit_cost(p, n_rows, min(chunk, n), solver, device, fit_config["val_fraction"])
+    log.info("%s: projected %s per pass (%d passes)", source, cost, -(-n // chunk))
     weights, biases, lams, val_corrs = [], [], [], []
     diagnostics: dict = {}
     for first in range(0, n, chunk):
@@ -207,7 +218,18 @@ def fit_from_batches(
             time.perf_counter() - start,
         )
         start = time.perf_counter()
+        # One bar for the solve, which is one long factorisation: it shows that the fit
+        # runs, since when, and what was projected.
+        solving = tqdm(
+            total=1,
+            desc=f"fit: solving {solver} for {p:,} components",
+            unit="solve",
+            disable=not progress,
+            postfix=f"{cost.seconds:,.1f} s projected in all",
+        )
         final, diagnostics = fit_stats(train, val, fit_config)
+        solving.update(1)
+        solving.close()
         del train, val
         val_corr = diagnostics.pop("val_corr", np.full(targets.stop - targets.start, np.nan))
         log.info(
