@@ -162,7 +162,7 @@ def test_bad_inputs_and_labels_are_named():
     model, batch = tiny_bert(), token_batch(vocab=50)
     spec = intermediate_neurons(model)
     uneven = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"][:3]}
-    with pytest.raises(ValueError, match="share their first"):
+    with pytest.raises(ValueError, match="must hold the same examples along dimension 0"):
         coar.attribute(model, uneven, components=spec)
     with pytest.raises(TypeError, match="inputs must be a tensor of examples or a mapping"):
         coar.attribute(model, "some text", components=spec)

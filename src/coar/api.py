@@ -34,8 +34,9 @@ from coar.evaluation import (
     per_example_correlation,
     summarize_correlations,
 )
+from coar.exactness import verify_exact
 from coar.fit import fit_from_batches
-from coar.masking import Inputs
+from coar.masking import Inputs, resolve_batch_dim, take
 from coar.masks import shard_rows
 from coar.outputs import OutputFn, check_output, labels_for, output_fn
 from coar.store import iter_shards, run_id, write_shard
@@ -51,20 +52,27 @@ def _to_device(inputs: Inputs, device: torch.device) -> Inputs:
     if isinstance(inputs, Mapping):
         if not inputs:
             raise ValueError("inputs is an empty mapping: pass the model's keyword tensors")
-        moved = {key: torch.as_tensor(value).to(device) for key, value in inputs.items()}
-        sizes = {key: value.shape[0] if value.dim() else None for key, value in moved.items()}
-        if len(set(sizes.values())) != 1 or None in sizes.values():
-            raise ValueError(
-                f"the tensors of the inputs mapping must share their first (example) "
-                f"dimension, got {sizes}"
-            )
-        return moved
+        return {key: torch.as_tensor(value).to(device) for key, value in inputs.items()}
     if not isinstance(inputs, torch.Tensor | np.ndarray | list | tuple):
         raise TypeError(
             f"inputs must be a tensor of examples or a mapping of keyword tensors (a "
             f"tokenizer's output), got {type(inputs).__name__}"
         )
     return torch.as_tensor(inputs).to(device)
+
+
+def _check_examples(inputs: Inputs, batch_dim: int) -> None:
+    """Every tensor of a mapping holds the same examples along ``batch_dim``."""
+    if not isinstance(inputs, Mapping):
+        return
+    sizes = {
+        k: tuple(v.shape)[batch_dim] if v.dim() > batch_dim else None for k, v in inputs.items()
+    }
+    if len(set(sizes.values())) != 1 or None in sizes.values():
+        raise ValueError(
+            f"the tensors of the inputs mapping must hold the same examples along dimension "
+            f"{batch_dim} (batch_dim), got sizes {sizes}"
+        )
 
 
 def _components(model: nn.Module, components: ComponentSpec | str) -> ComponentSpec:
@@ -105,6 +113,11 @@ class AttributionRun:
     the shards and the run's record (``run.json``); a second run on the same store
     must have the same settings. ``identity`` adds fields that tell this run's shards
     from others' (e.g. which examples), recorded in every shard and checked by `fit`.
+    ``batch_dim``: the inputs' example dimension (1 for sequence-first models; see
+    `coar.masking.MaskedModel`). ``check_exact``: first compare the masking engine
+    with literally zeroing the weights on 2 examples and 2 masks, and raise if they
+    differ by more than 1e-4 of the outputs' scale (1e-2 for half-precision weights;
+    `coar.exactness.verify_exact`).
 
     Example:
 
@@ -145,6 +158,8 @@ class AttributionRun:
         progress: bool = True,
         name: str = "model",
         identity: dict | None = None,
+        batch_dim: int | None = None,
+        check_exact: bool = True,
         solver: str | None = "least_squares",
     ):
         if int(n_masks) < 1:
@@ -154,10 +169,17 @@ class AttributionRun:
         self.inputs = _to_device(inputs, self.device)
         self.spec = _components(self.model, components)
         self.output_fn = output_fn(output)
+        examples_dim = resolve_batch_dim(self.model, batch_dim)
+        _check_examples(self.inputs, examples_dim)
         if labels is not None:
             labels = torch.as_tensor(labels).to(self.device)
-        self.labels = labels_for(self.output_fn, self.model, self.inputs, labels).to(self.device)
-        check_output(self.output_fn, self.model, self.inputs, self.labels)
+        labels = labels_for(self.output_fn, self.model, self.inputs, labels, examples_dim)
+        self.labels = labels.to(self.device)
+        check_output(self.output_fn, self.model, self.inputs, self.labels, examples_dim)
+        if check_exact:  # the engine against literal zeroing, on 2 examples and 2 masks
+            first = take(self.inputs, slice(0, 2), examples_dim)
+            verify_exact(self.model, self.spec, first, self.labels[:2], output=self.output_fn,
+                         batch_dim=examples_dim)  # fmt: skip
         self.solver = solver
         if solver is not None:  # before any ablation: warn while there is time to change
             check_fit(len(self.spec), int(n_masks), self.n_examples, solver, self.device)
@@ -166,7 +188,8 @@ class AttributionRun:
             if key in self.run and self.run[key] != value:
                 raise ValueError(f"identity {key}={value!r} contradicts {key}={self.run[key]!r}")
             self.run[key] = value
-        self.settings = dict(masks_per_batch=masks_per_batch, precision=precision, compile=compile)
+        self.settings = dict(masks_per_batch=masks_per_batch, precision=precision)
+        self.settings.update(compile=compile, batch_dim=batch_dim)
         self.progress, self.name = progress, name
         self.store = None if store is None else Path(store)
         if self.store is not None:
@@ -357,7 +380,8 @@ def attribute(
     >>> attributions.weight.shape
     (4, 8)
     """
-    run_keys = {"masks_per_batch", "precision", "compile", "name", "stream"}
+    run_keys = {"masks_per_batch", "precision", "compile", "name", "stream", "batch_dim"}
+    run_keys |= {"check_exact"}
     run_options = {k: v for k, v in options.items() if k in run_keys}
     fit_options = {k: v for k, v in options.items() if k not in run_keys}
     run = AttributionRun(

@@ -234,10 +234,16 @@ def _call(model: nn.Module, inputs: Inputs):
 
 @torch.no_grad()
 def labels_for(
-    output: OutputFn, model: nn.Module, inputs: Inputs, labels=None, batch: int = 64
+    output: OutputFn,
+    model: nn.Module,
+    inputs: Inputs,
+    labels=None,
+    batch_dim: int = 0,
+    batch: int = 64,
 ) -> torch.Tensor:
-    """The labels ``output`` takes on ``inputs``: from the user's ``labels``, or, when
-    they are None, from the unablated model's predictions (``batch`` examples a pass).
+    """The labels ``output`` takes on ``inputs`` (examples along ``batch_dim``): from the
+    user's ``labels``, or, when they are None, from the unablated model's predictions
+    (``batch`` examples a pass).
 
     >>> model = nn.Linear(4, 3).eval()
     >>> x = torch.randn(5, 4)
@@ -245,7 +251,7 @@ def labels_for(
     True
     """
     rule = LABEL_RULES.get(output, DEFAULT_RULE)
-    n_examples = batch_size_of(inputs)
+    n_examples = batch_size_of(inputs, batch_dim)
     if labels is not None:
         labels = torch.as_tensor(labels)
         if labels.dim() == 0 or len(labels) != n_examples:
@@ -254,17 +260,23 @@ def labels_for(
         return rule.given(inputs, labels)
     predictions = []
     for start in range(0, n_examples, batch):
-        x = take(inputs, slice(start, start + batch))
+        x = take(inputs, slice(start, start + batch), batch_dim)
         predictions.append(rule.predicted(_call(model, x), x))
     return torch.cat(predictions)
 
 
 @torch.no_grad()
 def check_output(
-    output: OutputFn, model: nn.Module, inputs: Inputs, labels: torch.Tensor, n: int = 4
+    output: OutputFn,
+    model: nn.Module,
+    inputs: Inputs,
+    labels: torch.Tensor,
+    batch_dim: int = 0,
+    n: int = 4,
 ) -> None:
-    """Call ``output`` on the unablated model's output for the first ``n`` examples and
-    refuse, with what it returned, anything but one number per example.
+    """Call ``output`` on the unablated model's output for the first ``n`` examples
+    (along ``batch_dim``) and refuse, with what it returned, anything but one number per
+    example.
 
     >>> check_output(lambda logits, labels: logits, nn.Linear(4, 3), torch.randn(5, 4),
     ...              torch.zeros(5, dtype=torch.long))
@@ -273,7 +285,7 @@ def check_output(
     ValueError: output function <lambda> returned a tensor of shape (4, 3) for 4 examples: \
 an output function (model_output, labels) returns one float per example, shape (4,)
     """
-    x, y = take(inputs, slice(0, n)), labels[:n]
+    x, y = take(inputs, slice(0, n), batch_dim), labels[:n]
     n = len(y)
     name = getattr(output, "__name__", type(output).__name__)
     values = output(_call(model, x), y)
