@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from coar.components import ComponentSpec
+from coar.cost import format_seconds
 from coar.masking import (
     Inputs,
     MaskedModel,
@@ -112,20 +113,21 @@ def ablate_rows(
             ).numpy()
             bar.update(len(chunk))
             seconds = max(time.perf_counter() - start, 1e-9)
-            rate = bar.n * n_examples / seconds
+            rate = (k0 + len(chunk)) * n_examples / seconds  # (the bar counts nothing if off)
             bar.set_postfix_str(f"{rate:,.0f} examples/s", refresh=False)
             if k0 == 0 and len(chunk) < len(rows):  # the first batch times the rest
                 projected = seconds * len(rows) / len(chunk)
                 log.info(
-                    "%s: first %d of %d masks in %.2f s (%.0f examples/s): about %.0f s for all",
+                    "%s: first %d of %d masks in %.2f s (%.0f examples/s): %s projected for all",
                     desc,
                     len(chunk),
                     len(rows),
                     seconds,
                     rate,
-                    projected,
+                    format_seconds(projected),
                 )
-                bar.set_postfix_str(f"{rate:,.0f} examples/s, about {projected:,.0f} s in all")
+                in_all = format_seconds(projected)
+                bar.set_postfix_str(f"{rate:,.0f} examples/s, {in_all} projected in all")
         bar.close()
     elapsed = time.perf_counter() - start
     log.info(

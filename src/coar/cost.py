@@ -88,7 +88,7 @@ class FitCost:
         return (
             f"{self.solver} fit of {self.n_components:,} components x {self.n_examples:,} "
             f"examples on {self.n_rows:,} rows: about {_bytes(self.bytes)} of "
-            f"{_bytes(self.device_bytes)} on {self.device} and {_seconds(self.seconds)}"
+            f"{_bytes(self.device_bytes)} on {self.device} and {format_seconds(self.seconds)}"
         )
 
 
@@ -100,7 +100,12 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def _seconds(s: float) -> str:
+def format_seconds(s: float) -> str:
+    """A duration as people read it.
+
+    >>> format_seconds(0.3), format_seconds(42), format_seconds(600), format_seconds(9000)
+    ('under a second', '42 s', '10 min', '2.5 h')
+    """
     if s < 1:
         return "under a second"
     if s < 120:

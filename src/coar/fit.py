@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from coar.attributions import Attributions
-from coar.cost import fit_cost
+from coar.cost import fit_cost, format_seconds
 from coar.regression import (
     GramStats,
     LinearFit,
@@ -225,7 +225,7 @@ def fit_from_batches(
             desc=f"fit: solving {solver} for {p:,} components",
             unit="solve",
             disable=not progress,
-            postfix=f"{cost.seconds:,.1f} s projected in all",
+            postfix=f"{format_seconds(cost.seconds)} projected",
         )
         final, diagnostics = fit_stats(train, val, fit_config)
         solving.update(1)
