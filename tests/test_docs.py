@@ -90,6 +90,9 @@ COMMANDS = {
         ".venv/bin/python bench/ablation.py --help"
     ),
     "bash bench/run_gpu.sh": "bash -n bench/run_gpu.sh",
+    ".venv/bin/python bench/attribute_overhead.py --threads 1": (
+        ".venv/bin/python bench/attribute_overhead.py --help"
+    ),
 }
 
 
