@@ -24,7 +24,7 @@ def test_engine_equals_zeroing(name, kind):
 
 
 def test_matrix_covers_the_families():
-    assert len(MODELS) == 19 and len(matrix_cells()) >= 60
+    assert len(MODELS) == 21 and len(matrix_cells()) >= 70
 
 
 def test_transformer_layer_fast_path_is_off_while_masking_and_restored():
@@ -142,6 +142,17 @@ def test_mha_with_bias_kv_is_refused():
     with pytest.raises(NotImplementedError, match="'attn'.*add_bias_kv"):
         MaskedModel(model, spec)(torch.randn(1, 3, 4), torch.ones(1, 2))
     assert torch.backends.mha.get_fastpath_enabled()
+
+
+def test_cross_attention_in_proj_rows_are_refused():
+    c = case("TransformerDecoder (cross-attention)")
+    spec = coar.vit_neurons(c.model)  # in_proj rows of every MultiheadAttention
+    with pytest.raises(NotImplementedError, match=r"'decoder\.layers\.0\.multihead_attn'.*cross"):
+        MaskedModel(c.model, spec)(c.inputs, torch.ones(1, len(spec)))
+    self_only = coar.vit_neurons(
+        c.model, exclude=["decoder.layers.0.multihead_attn", "decoder.layers.1.multihead_attn"]
+    )
+    assert coar.check_exact(c.model, self_only, c.inputs) < 1e-5
 
 
 def test_unit_ranges_equal_zeroing():
