@@ -164,6 +164,10 @@ def test_unit_ranges_equal_zeroing():
     assert coar.check_exact(gpt2.model, spec, gpt2.inputs, alpha=0.5) < 1e-5
     with pytest.raises(ValueError, match=r"has 2 'head' units, the spec says units 1\.\.2"):
         ComponentSpec([("transformer.h.0.attn", 2, "head", 1)]).check(gpt2.model)
+    resnet = case("resnet18")
+    filters = ComponentSpec([("conv1", 4, "out", 2), ("layer1.0.conv1", 60, "out", 4)])
+    assert filters.table() == [("conv1[2:6]", 4), ("layer1.0.conv1[4:64]", 60)]
+    assert coar.check_exact(resnet.model, filters, resnet.inputs) < 1e-5
     model = nn.Sequential(nn.Linear(3, 8)).eval()
     part = ComponentSpec([("0", 3, "out", 2)])
     keep = torch.tensor([[True, False, False]])
