@@ -42,7 +42,10 @@ class Setup:
         self, *, n_masks: int, alpha: float, seed: int, stream: str = "train", **settings
     ) -> AttributionRun:
         """A `coar.AttributionRun` of this setup's model, components, examples and output
-        (``settings``: masks_per_batch, precision, compile, store, progress)."""
+        (``settings``: masks_per_batch, precision, compile, store, progress). Its shards
+        are fitted by the workflow's fit step, on the device and with the solver of the
+        config, so the run itself checks no fit cost (``solver=None``)."""
+        settings.setdefault("solver", None)
         return AttributionRun(
             self.model,
             self.inputs,
