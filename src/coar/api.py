@@ -362,11 +362,16 @@ def attribute(
 
     Ablates ``n_masks`` random subsets of the components (each a fraction ``alpha``)
     with the masking engine, records the output on every example, and fits one linear
-    model per example (``solver``: least_squares, ridge or lasso). Arguments as
-    `AttributionRun`; ``options`` go to it (``masks_per_batch``, ``precision``,
-    ``compile``, ``name``) or to the fit (``val_fraction``, ``lambda_grid``, ...).
-    Returns `Attributions`: ``weight[c, j]`` is how much keeping component c adds to
-    example j's output.
+    model per example (``solver``: least_squares, ridge or lasso). ``inputs``: a tensor
+    or a mapping of keyword tensors (a tokenizer's output); ``output``: ``"margin"``
+    (classifiers, Hugging Face ``.logits`` too), ``"next_token_margin"`` (causal
+    language models; labels are next tokens) or ``output_fn(model_output, labels) ->
+    (batch,)``. Arguments as `AttributionRun`; ``options`` go to it
+    (``masks_per_batch``, ``precision``, ``compile``, ``name``, ``batch_dim``,
+    ``check_exact``) or to the fit (``val_fraction``, ``lambda_grid``, ...). Before
+    ablating it logs the fit's projected cost and warns when the fit will be weak or
+    too large; progress bars show examples/s. Returns `Attributions`:
+    ``weight[c, j]`` is how much keeping component c adds to example j's output.
 
     Example:
 

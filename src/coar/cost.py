@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # eigh (eigenvalues and vectors) 8-10.
 CHOLESKY_FLOPS = 0.5
 EIGH_FLOPS = 10.0
+# The fit's other work (centring in blocks, float64 copies of the rows, memory-bound
+# passes) about doubles the matrix-product time: measured at 1,000-1,500 components,
+# least squares and ridge, on a loaded CPU (then within a factor of two).
+OVERHEAD = 2.0
 # FISTA iterations per lambda assumed by the lasso estimate (they depend on the data).
 LASSO_ITERATIONS = 50
 
@@ -150,7 +154,7 @@ def fit_cost(
             solve += EIGH_FLOPS * p**3 + 4 * p * p * n
         solve *= solves
     dtype = torch.float32 if device.type == "cuda" else torch.float64
-    seconds = (stream + solve) / matmul_flops_per_second(str(device), dtype)
+    seconds = OVERHEAD * (stream + solve) / matmul_flops_per_second(str(device), dtype)
     return FitCost(p, m, n, solver, str(device), int(peak), seconds, device_memory(device))
 
 
