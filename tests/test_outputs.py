@@ -164,6 +164,9 @@ def test_bad_inputs_and_labels_are_named():
     uneven = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"][:3]}
     with pytest.raises(ValueError, match="must hold the same examples along dimension 0"):
         coar.attribute(model, uneven, components=spec)
+    ragged = {"input_ids": [[1, 2, 3], [4, 5]], "attention_mask": [[1, 1, 1], [1, 1]]}
+    with pytest.raises(ValueError, match=r"inputs\['input_ids'\] is not a tensor .*padding=True"):
+        coar.attribute(model, ragged, components=spec)
     with pytest.raises(TypeError, match="inputs must be a tensor of examples or a mapping"):
         coar.attribute(model, "some text", components=spec)
     with pytest.raises(ValueError, match=r"\(batch,\) class indices"):

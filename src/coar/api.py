@@ -52,7 +52,16 @@ def _to_device(inputs: Inputs, device: torch.device) -> Inputs:
     if isinstance(inputs, Mapping):
         if not inputs:
             raise ValueError("inputs is an empty mapping: pass the model's keyword tensors")
-        return {key: torch.as_tensor(value).to(device) for key, value in inputs.items()}
+        moved = {}
+        for key, value in inputs.items():
+            try:
+                moved[key] = torch.as_tensor(value).to(device)
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"inputs[{key!r}] is not a tensor ({error}): pad the examples to one "
+                    "length, e.g. tokenizer(texts, padding=True, return_tensors='pt')"
+                ) from None
+        return moved
     if not isinstance(inputs, torch.Tensor | np.ndarray | list | tuple):
         raise TypeError(
             f"inputs must be a tensor of examples or a mapping of keyword tensors (a "
