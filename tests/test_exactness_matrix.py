@@ -142,6 +142,11 @@ def test_mha_with_bias_kv_is_refused():
     with pytest.raises(NotImplementedError, match="'attn'.*add_bias_kv"):
         MaskedModel(model, spec)(torch.randn(1, 3, 4), torch.ones(1, 2))
     assert torch.backends.mha.get_fastpath_enabled()
+    separate = nn.MultiheadAttention(4, 2, kdim=3, vdim=3, batch_first=True)
+    with pytest.raises(NotImplementedError, match="'': MultiheadAttention with separate q/k/v"):
+        MaskedModel(separate, ComponentSpec([("", 2, "head")]))(
+            torch.randn(1, 2, 4), torch.ones(1, 2)
+        )
 
 
 def test_cross_attention_in_proj_rows_are_refused():
