@@ -180,11 +180,18 @@ def test_unit_ranges_equal_zeroing():
     torch.testing.assert_close(out, zero_components(model, part, keep[0])(torch.ones(1, 3)))
 
 
-def test_gated_neurons_gradient_baselines_agree():
-    """gp and atp read the gated neuron at down_proj's input: they agree, as for every
-    other kind, and leave-one-out (exact) correlates with them."""
+def test_new_kinds_gradient_baselines_agree():
+    """gp (parameters) and atp (activations) read gated neurons at down_proj's input and
+    heads at o_proj's input, ranges included: independent paths that must agree."""
     c = case("Llama (GQA, untied)")
-    spec = coar.mlp_neurons(c.model, include=["model.layers.1.*"])
+    spec = ComponentSpec(
+        [
+            ("model.layers.1.mlp", 32, "gated"),
+            ("model.layers.0.mlp", 10, "gated", 5),
+            ("model.layers.1.self_attn", 3, "head", 1),
+        ]
+    )
+    assert coar.mlp_neurons(c.model).table()[1] == ("model.layers.1.mlp", 32)
     labels = c.inputs["input_ids"][:, -1]
 
     def last_token_margin(output, y):
@@ -194,4 +201,5 @@ def test_gated_neurons_gradient_baselines_agree():
         compute_baseline(m, c.model, spec, c.inputs, labels, last_token_margin)
         for m in ("gp", "atp")
     )
+    assert abs(gp.weight).max() > 0
     torch.testing.assert_close(torch.from_numpy(gp.weight), torch.from_numpy(atp.weight))
