@@ -1,6 +1,8 @@
 """Exact or refused: the masking engine against literal zeroing for every model family
 and component kind (tiny random configs), and a clear error where it cannot be exact."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -49,6 +51,24 @@ def test_sequence_first_attention_needs_batch_dim():
         with pytest.raises(ValueError, match=r"encoder\.layers\.0\.self_attn.*batch_dim=1"):
             call()
     assert coar.check_exact(c.model, spec, c.inputs, batch_dim=1) < 1e-5
+
+    def last_token_logit(output, labels):  # output (T, K*E, 3): one value per example
+        return output[-1].gather(1, labels[:, None]).squeeze(1)
+
+    attributions = coar.attribute(
+        c.model, c.inputs, torch.tensor([0, 2]), components=spec, output=last_token_logit,
+        n_masks=40, batch_dim=1, progress=False,
+    )  # fmt: skip
+    assert attributions.weight.shape == (len(spec), 2)
+    run = coar.AttributionRun(
+        c.model, c.inputs, torch.tensor([0, 2]), components=spec, output=last_token_logit,
+        n_masks=3, alpha=0.5, batch_dim=1, masks_per_batch=2, progress=False,
+    )  # fmt: skip
+    masks, outputs = run.ablate_rows([0, 1, 2])
+    for keep, recorded in zip(masks, outputs, strict=True):
+        zeroed = zero_components(copy.deepcopy(c.model), spec, torch.from_numpy(keep))
+        expected = last_token_logit(zeroed(c.inputs), torch.tensor([0, 2]))
+        torch.testing.assert_close(torch.from_numpy(recorded), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_tied_output_embedding_is_refused_untied_is_exact():
