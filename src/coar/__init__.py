@@ -14,7 +14,9 @@ One call from a model to attributions, and a resumable object for long runs:
 
 Everything user-facing is importable from ``coar``: `attribute`, `AttributionRun`,
 `evaluate` and `Attributions`; the component specs (`ComponentSpec`, `conv_filters`,
-`vit_neurons`, `gpt2_rows`, `attention_heads`, `component_spec`, `zero_components`);
+`linear_neurons`, `mlp_neurons`, `attention_heads`, `vit_neurons`, `gpt2_rows`,
+`component_spec`, `output_modules`, `zero_components`) and the exactness check
+(`check_exact`);
 the masking engine (`MaskedModel`); the output functions (`margin`); the baselines
 (`compute_baseline`); and the Coar-Edit core (`welch_t`, `greedy_sweep`, `apply_edit`).
 Lower-level pieces live in the submodules: `coar.regression` (streamed solvers),
@@ -31,10 +33,14 @@ from coar.components import (
     component_spec,
     conv_filters,
     gpt2_rows,
+    linear_neurons,
+    mlp_neurons,
+    output_modules,
     vit_neurons,
     zero_components,
 )
 from coar.edit import Edit, apply_edit, greedy_sweep, welch_t
+from coar.exactness import check_exact
 from coar.masking import MaskedModel
 from coar.masks import sample_masks
 from coar.outputs import margin
@@ -51,6 +57,7 @@ __all__ = [
     "apply_edit",
     "attention_heads",
     "attribute",
+    "check_exact",
     "component_spec",
     "compute_baseline",
     "conv_filters",
@@ -58,7 +65,10 @@ __all__ = [
     "from_original_datamodels",
     "gpt2_rows",
     "greedy_sweep",
+    "linear_neurons",
     "margin",
+    "mlp_neurons",
+    "output_modules",
     "sample_masks",
     "vit_neurons",
     "welch_t",
