@@ -124,6 +124,22 @@ def test_a_setup_of_a_given_config_file(capsys, tmp_path):
 
 def test_an_architecture_with_another_kind(capsys):
     assert listed(capsys, "gpt2", "--kind", "attention_heads")[2] == 144
+    assert listed(capsys, "gpt2", "--kind", "mlp_neurons")[2] == 12 * 3072
+
+
+def test_include_and_exclude_select_modules(capsys):
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None)
+    _, counts, total = listed(capsys, "resnet18", "--include", "layer4.*")
+    expected = conv_filters(model, include=["layer4.*"])
+    assert counts == dict(expected.table()) and total == 2048
+    _, counts, total = listed(capsys, "resnet18", "--exclude", "layer*", "--exclude", "fc")
+    assert counts == {"conv1": 64} and total == 64
+    _, counts, total = listed(capsys, "resnet18", "--exclude", "fc")  # replaces the default
+    assert counts["layer2.0.downsample.0"] == 128 and total == 3904 + 128 + 256 + 512
+    err = refused(capsys, "components", "resnet18", "--exclude", "*")
+    assert "that these --include/--exclude patterns select; change the patterns" in err
 
 
 def test_a_factory(capsys, tmp_path, monkeypatch):
@@ -152,7 +168,7 @@ def test_a_factory(capsys, tmp_path, monkeypatch):
 
 # -- targets: Hugging Face configs -------------------------------------------------------------
 def test_a_hugging_face_config_file_and_directory(capsys, tmp_path):
-    from transformers import GPT2Config
+    from transformers import BertConfig, GPT2Config
 
     GPT2Config(n_layer=2, n_head=4, n_embd=16, n_positions=8, vocab_size=50).save_pretrained(
         tmp_path / "tiny"
@@ -162,6 +178,15 @@ def test_a_hugging_face_config_file_and_directory(capsys, tmp_path):
         assert heading.startswith("attention_heads of ") and "GPT2Model (random weights)" in heading
         assert total == 8 and counts == {f"h.{i}.attn.head": 4 for i in range(2)}
     assert listed(capsys, str(tmp_path / "tiny"), "--kind", "gpt2_rows")[2] == 2 * (16 * 3 + 64)
+    bert = BertConfig(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        vocab_size=50, architectures=["BertForSequenceClassification"],
+    )  # fmt: skip
+    bert.save_pretrained(tmp_path / "bert")
+    heading, counts, total = listed(capsys, str(tmp_path / "bert"))
+    assert "BertForSequenceClassification (random weights)" in heading
+    assert heading.startswith("attention_heads of ") and total == 4
+    assert listed(capsys, str(tmp_path / "bert"), "--kind", "mlp_neurons")[2] == 2 * 32
     (tmp_path / "empty").mkdir()
     assert "directory without config.json" in refused(capsys, "components", str(tmp_path / "empty"))
     (tmp_path / "other.json").write_text('{"a": 1}')

@@ -48,7 +48,8 @@ examples:
   coar components gpt2 --kind attention_heads
   coar components mini_noisy
   coar components results/mini/models/tiny_gpt2_rows.pt
-  coar components torchvision.models:resnet18 --kind conv_filters
+  coar components resnet18 --include 'layer4.*'
+  coar components torchvision.models:vit_b_16 --kind mlp_neurons
 """
 PROVENANCE_DESCRIPTION = (
     "Print the chain of workflow steps that produced a result and check it: the result "
@@ -154,16 +155,15 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PATTERN",
-        help="only modules whose path matches PATTERN, as the kind's function "
-        "(coar.components) reads it; repeatable",
+        help="only modules whose path matches the glob PATTERN (e.g. 'layer4.*'); repeatable",
     )
     p.add_argument(
         "--exclude",
         action="append",
         default=[],
         metavar="PATTERN",
-        help="leave out modules whose path matches PATTERN (replaces the kind's "
-        "default); repeatable",
+        help="leave out modules whose path matches the glob PATTERN (replaces the "
+        "kind's default, e.g. '*downsample*' of conv_filters); repeatable",
     )
     p.add_argument(
         "--configfile",

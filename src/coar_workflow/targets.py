@@ -94,7 +94,11 @@ def components_of(target: Target, kind=None, include=(), exclude=()) -> tuple[st
         return target.spec_name, target.spec(target.model)
     if kind is None and target.kind is None:
         for fallback in FALLBACK_KINDS:
-            if fallback in KINDS and len(_kind_function(fallback, (), ())(target.model)):
+            try:
+                found = fallback in KINDS and len(_kind_function(fallback, (), ())(target.model))
+            except ValueError:  # the model has none of them
+                found = False
+            if found:
                 kind = fallback
                 break
         else:
@@ -106,12 +110,23 @@ def components_of(target: Target, kind=None, include=(), exclude=()) -> tuple[st
     kind = kind or target.kind
     if kind not in KINDS:
         raise TargetError(f"unknown component kind {kind!r}; pick one of {', '.join(KINDS)}")
-    spec = _kind_function(kind, include, exclude)(target.model)
+    function = _kind_function(kind, include, exclude)
+    try:
+        spec = function(target.model)
+    except ValueError as err:  # what the model has that the kind cannot take, or nothing
+        reason = " ".join(str(err).split())
+        raise TargetError(
+            f"{target.what}: {reason}; pick another --kind ({', '.join(sorted(KINDS))})"
+        ) from None
     if len(spec) == 0:
         raise TargetError(
             f"{target.what} ({type(target.model).__name__}) has no components of kind {kind}"
-            f"{' with these --include/--exclude patterns' if include or exclude else ''}; "
-            f"pick another --kind ({', '.join(sorted(KINDS))})"
+            + (
+                " that these --include/--exclude patterns select; change the patterns (globs "
+                "over module paths) or pick another --kind"
+                if include or exclude
+                else f"; pick another --kind ({', '.join(sorted(KINDS))})"
+            )
         )
     return kind, spec
 
@@ -428,9 +443,8 @@ def _hugging_face(path: Path) -> Target:
             "with a model_type, or a checkpoint file"
         ) from None
     names = [n for n in (config.architectures or []) if hasattr(transformers, n)]
-    model_class = getattr(transformers, names[0]) if names else AutoModel
     with torch.device("meta"):
-        model = model_class.from_config(config)
+        model = getattr(transformers, names[0])(config) if names else AutoModel.from_config(config)
     return Target(model, f"{config_file}: {type(model).__name__} (random weights)")
 
 
