@@ -14,6 +14,7 @@ import torch
 from test_provenance import step
 from tiny_sources import write_openai_clip, write_original_miniresnet, write_torchvision_weights
 
+from coar.attributions import Attributions
 from coar.components import component_spec, conv_filters
 from coar_replication.architectures import build_architecture
 from coar_replication.checkpoints import save_edited_model, save_model
@@ -295,6 +296,13 @@ def test_unknown_names_missing_files_and_other_files(capsys, tmp_path):
     torch.save({"weights": [1, 2]}, tmp_path / "dict.pt")
     assert "not a model file of this project" in refused(
         capsys, "components", str(tmp_path / "dict.pt")
+    )
+    attributions = Attributions(
+        np.zeros((2, 3)), np.zeros(3), ["a", "b"], [0, 1, 2], meta={"setup": "toy"}
+    )
+    attributions.save(tmp_path / "coar.pt")
+    assert "holds attributions (of 2 components), not a model" in refused(
+        capsys, "components", str(tmp_path / "coar.pt")
     )
     err = refused(capsys, "components", "mini_digits", "--configfile", str(tmp_path / "no.yaml"))
     assert "no.yaml: no such file" in err

@@ -367,6 +367,13 @@ def _model_file(path: Path) -> Target:
         return Target(model, f"{path} (the original MiniResNet)", "conv_filters")
     if isinstance(payload, dict) and "class_names" in payload:  # a zero-shot CLIP setup's
         return _clip_description(path, payload)
+    if isinstance(payload, dict) and "component_names" in payload and "weight" in payload:
+        setup = (payload.get("meta") or {}).get("setup")
+        raise TargetError(
+            f"{path} holds attributions (of {len(payload['component_names'])} components), "
+            "not a model; pass the model they attribute"
+            + (f", e.g. its setup: coar components {setup}" if setup else "")
+        )
     if not isinstance(payload, dict) or "state_dict" not in payload:
         if (
             isinstance(payload, dict)
