@@ -81,7 +81,7 @@ def test_a_torchvision_model_name(capsys):
     from torchvision.models import resnet18
 
     heading, counts, total = listed(capsys, "resnet18")
-    assert heading == "conv_filters of torchvision resnet18 (random weights)"
+    assert heading == "conv_filters of torchvision resnet18 (no weights)"
     expected = conv_filters(resnet18(weights=None))
     assert total == len(expected) == 3904 and counts == dict(expected.table())
     _, _, heads = listed(capsys, "vit_b_16")  # a transformer: its attention heads
@@ -176,7 +176,7 @@ def test_a_hugging_face_config_file_and_directory(capsys, tmp_path):
     )
     for target in (tmp_path / "tiny", tmp_path / "tiny" / "config.json"):
         heading, counts, total = listed(capsys, str(target))
-        assert heading.startswith("attention_heads of ") and "GPT2Model (random weights)" in heading
+        assert heading.startswith("attention_heads of ") and "GPT2Model (no weights)" in heading
         assert total == 8 and counts == {f"h.{i}.attn.head": 4 for i in range(2)}
     assert listed(capsys, str(tmp_path / "tiny"), "--kind", "gpt2_rows")[2] == 2 * (16 * 3 + 64)
     bert = BertConfig(
@@ -185,7 +185,7 @@ def test_a_hugging_face_config_file_and_directory(capsys, tmp_path):
     )  # fmt: skip
     bert.save_pretrained(tmp_path / "bert")
     heading, counts, total = listed(capsys, str(tmp_path / "bert"))
-    assert "BertForSequenceClassification (random weights)" in heading
+    assert "BertForSequenceClassification (no weights)" in heading
     assert heading.startswith("attention_heads of ") and total == 4
     assert listed(capsys, str(tmp_path / "bert"), "--kind", "mlp_neurons")[2] == 2 * 32
     (tmp_path / "empty").mkdir()

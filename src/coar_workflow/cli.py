@@ -36,12 +36,14 @@ TARGET is one of:
   a checkpoint file              results/mini/models/mini_digits.pt (any model file the
                                  workflow writes, language models included)
   a Hugging Face config          path/to/config.json, or a model directory holding one
-                                 (built from the config with random weights, offline)
+                                 (built from the config, offline)
   package.module:factory         a function called with no arguments that returns the model
 
-Models are built with random weights, or none at all: the components depend only on
-the modules. The kind defaults to the setup's or checkpoint's, else the model's
-attention heads, else its conv filters, else its linear neurons.
+Models named by a setup, an architecture, a torchvision name or a Hugging Face config are
+built without weights (on PyTorch's meta device: nothing is downloaded or allocated):
+the components depend only on the modules. The kind defaults to the setup's or
+checkpoint's, else the model's attention heads, else its conv filters, else its
+linear neurons.
 
 examples:
   coar components resnet18

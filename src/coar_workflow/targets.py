@@ -4,7 +4,7 @@
 it names, if any), trying in this order:
 
 1. an existing path: a Hugging Face model directory or ``config.json`` (built from the
-   config with random weights, offline), a model file of this project in any format the
+   config, offline), a model file of this project in any format the
    workflow writes (`coar_replication.checkpoints`: MiniResNets, imported torchvision
    models and their edits, GPT-2 language models, the description file of a zero-shot
    CLIP setup), or the original code's pickled MiniResNet;
@@ -149,14 +149,14 @@ def resolve(target: str, config_files=None) -> Target:
     if target in ARCHITECTURES:
         with torch.device("meta"):
             model = build(target)
-        return Target(model, f"architecture {target} (random weights)", architecture(target).kind)
+        return Target(model, f"architecture {target} (no weights)", architecture(target).kind)
     torchvision_names = _torchvision_names()
     if target in torchvision_names:
         from torchvision.models import get_model
 
         with torch.device("meta"):
             model = get_model(target, weights=None)
-        return Target(model, f"torchvision {target} (random weights)")
+        return Target(model, f"torchvision {target} (no weights)")
     if "/" in target or path.suffix in (".pt", ".pth", ".bin", ".json", ".safetensors"):
         raise TargetError(f"{target}: no such file or directory; pass an existing path")
     raise TargetError(
@@ -227,8 +227,7 @@ def config_setups(config_files=None) -> tuple[dict[str, tuple[dict, dict]], list
 
 
 def setup_target(name: str, cfg: dict, config: dict) -> Target:
-    """A setup's model as the workflow builds it, with random weights (seeded where the
-    workflow seeds it)."""
+    """A setup's model as the workflow builds it, without its weights."""
     from coar_replication.setups import REAL_SETUP_KINDS
 
     kind = cfg.get("kind")
@@ -269,7 +268,7 @@ def _digits_setup(name: str, cfg: dict) -> Target:
             pool=arch["pool"],
             image_size=side,
         )
-    return Target(model, f"setup {name} (random weights)", "conv_filters")
+    return Target(model, f"setup {name} (no weights)", "conv_filters")
 
 
 def _image_setup(name: str, cfg: dict) -> Target:
@@ -279,9 +278,7 @@ def _image_setup(name: str, cfg: dict) -> Target:
     source = cfg["source"]["model"]
     with torch.device("meta"):
         model = build_architecture(source["architecture"], source["size"], source["num_classes"])
-    return Target(
-        model, f"setup {name} (random weights)", architecture(source["architecture"]).kind
-    )
+    return Target(model, f"setup {name} (no weights)", architecture(source["architecture"]).kind)
 
 
 def _language_setup(name: str, cfg: dict, config: dict) -> Target:
@@ -306,7 +303,7 @@ def _language_setup(name: str, cfg: dict, config: dict) -> Target:
         vocab = len(WordTokenizer.fit(stories(corpus["seed"], 0, corpus["n_train"])))
         with torch.device("meta"):
             model = tiny_gpt2(vocab, corpus["max_tokens"], lm["model"], seed=lm["train"]["seed"])
-        what = f"setup {name}: {lm_name} (random weights)"
+        what = f"setup {name}: {lm_name} (no weights)"
     else:
         downloaded = Path(config.get("downloads_dir", "resources")) / lm["files"]["config"]
         gpt2_config = hf_gpt2_config(downloaded) if downloaded.is_file() else {}
@@ -318,7 +315,7 @@ def _language_setup(name: str, cfg: dict, config: dict) -> Target:
 
 def _clip_setup(name: str, cfg: dict, config: dict) -> Target:
     """The zero-shot CLIP classifier: the downloaded OpenAI checkpoint when it is there,
-    else its architecture, ViT-B/16 (random weights)."""
+    else its architecture, ViT-B/16."""
     from coar_replication.edit_clip import ZeroShotCLIP, clip_mlp_neurons
 
     clip = cfg["clip"]
@@ -336,7 +333,7 @@ def _clip_setup(name: str, cfg: dict, config: dict) -> Target:
         with torch.device("meta"):
             visual = CLIP(**architecture).visual
         embed_dim = architecture["embed_dim"]
-        what = f"setup {name}: CLIP ViT-B/16 (random weights)"
+        what = f"setup {name}: CLIP ViT-B/16 (no weights)"
     embed_dim = embed_dim or visual.output_dim
     text_features = torch.zeros(len(clip["class_names"]), embed_dim, device="meta")
     model = ZeroShotCLIP(visual, text_features, logit_scale=1.0)
@@ -431,7 +428,7 @@ def _clip_description(path: Path, description: dict) -> Target:
 
 def _hugging_face(path: Path) -> Target:
     """A Hugging Face model from its config (a config.json, or a directory holding one),
-    with random weights: the class the config's ``architectures`` names, else AutoModel."""
+    without weights: the class the config's ``architectures`` names, else AutoModel."""
     config_file = path / "config.json" if path.is_dir() else path
     if not config_file.is_file():
         raise TargetError(
@@ -452,7 +449,7 @@ def _hugging_face(path: Path) -> Target:
     names = [n for n in (config.architectures or []) if hasattr(transformers, n)]
     with torch.device("meta"):
         model = getattr(transformers, names[0])(config) if names else AutoModel.from_config(config)
-    return Target(model, f"{config_file}: {type(model).__name__} (random weights)")
+    return Target(model, f"{config_file}: {type(model).__name__} (no weights)")
 
 
 def _factory(target: str) -> Target:
