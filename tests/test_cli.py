@@ -78,7 +78,7 @@ def test_help_says_what_the_tool_and_each_subcommand_are_for(capsys):
 
 # -- targets: names ----------------------------------------------------------------------------
 def test_a_torchvision_model_name(capsys):
-    from torchvision.models import resnet18
+    from torchvision.models import get_model, resnet18
 
     heading, counts, total = listed(capsys, "resnet18")
     assert heading == "conv_filters of torchvision resnet18 (no weights)"
@@ -86,6 +86,10 @@ def test_a_torchvision_model_name(capsys):
     assert total == len(expected) == 3904 and counts == dict(expected.table())
     _, _, heads = listed(capsys, "vit_b_16")  # a transformer: its attention heads
     assert heads == 144
+    # RegNets cannot be built on the meta device: on the CPU, then
+    heading, _, total = listed(capsys, "regnet_x_400mf")
+    assert heading == "conv_filters of torchvision regnet_x_400mf (random weights)"
+    assert total == len(conv_filters(get_model("regnet_x_400mf", weights=None)))
 
 
 @pytest.mark.parametrize(
@@ -113,12 +117,25 @@ def test_a_setup_of_a_given_config_file(capsys, tmp_path):
         "setups:\n  mini_narrow:\n    kind: mini_digits\n"
         "    data: {test_fraction: 0.2, split_seed: 0}\n"
         "    model: {planes: 4, num_blocks: 1, pool: 2}\n"
+        "  mini_unfinished:\n    kind: mini_digits\n"
+        "    data: {test_fraction: 0.2, split_seed: 0}\n"
+        "  mini_all_test:\n    kind: mini_digits\n"
+        "    data: {test_fraction: 2.0, split_seed: 0}\n"
+        "    model: {planes: 4, num_blocks: 1, pool: 2}\n"
+        "  tiny_lm:\n    kind: causal_lm\n    language_model: nowhere\n"
+        "    components: attention_heads\n"
     )
     (tmp_path / "mini.yaml").write_text(base)
     files = ["--configfile", str(tmp_path / "mini.yaml"), "--config", str(tmp_path / "more.yaml")]
     _, counts, total = listed(capsys, "mini_narrow", *files)
     assert total == len(conv_filters(tiny_miniresnet(4))) == 12 and counts["conv1"] == 4
     assert listed(capsys, "mini_noisy", *files)[2] == 576  # the files are merged
+    err = refused(capsys, "components", "mini_unfinished", *files)
+    assert "setup mini_unfinished: its config has no key 'model'; fix the config" in err
+    assert "setup mini_all_test: " in refused(capsys, "components", "mini_all_test", *files)
+    err = refused(capsys, "components", "tiny_lm", *files)
+    assert err.startswith("coar components: setup tiny_lm: language model 'nowhere' is not")
+    assert "(defined: tiny_gpt2); fix the config" in err
     err = refused(capsys, "components", "gpt2_heads", *files)  # not in these files
     assert "'gpt2_heads' is not a setup of" in err and "mini_narrow" in err
 

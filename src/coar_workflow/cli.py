@@ -201,16 +201,20 @@ def _silence_stdout() -> None:
 
 
 def main(argv=None) -> None:
-    args = parser().parse_args(argv)
     try:
-        args.func(args)
+        try:
+            args = parser().parse_args(argv)
+        finally:  # --help and argparse's errors exit here: their output, too, meets the pipe
+            sys.stdout.flush()
+        try:
+            args.func(args)
+        except UsageError as err:
+            print(f"coar {args.command}: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         sys.stdout.flush()  # here, where a closed pipe can still be handled
     except BrokenPipeError:
         _silence_stdout()
         raise SystemExit(BROKEN_PIPE_STATUS) from None
-    except UsageError as err:
-        print(f"coar {args.command}: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ TARGET_FORMS = (
 )
 
 
-class TargetError(ValueError):
+class TargetError(Exception):
     """A target the command cannot list: the message says what to pass instead."""
 
 
@@ -154,9 +154,8 @@ def resolve(target: str, config_files=None) -> Target:
     if target in torchvision_names:
         from torchvision.models import get_model
 
-        with torch.device("meta"):
-            model = get_model(target, weights=None)
-        return Target(model, f"torchvision {target} (no weights)")
+        model, weights = without_weights(lambda: get_model(target, weights=None))
+        return Target(model, f"torchvision {target} ({weights})")
     if "/" in target or path.suffix in (".pt", ".pth", ".bin", ".json", ".safetensors"):
         raise TargetError(f"{target}: no such file or directory; pass an existing path")
     raise TargetError(
@@ -165,6 +164,17 @@ def resolve(target: str, config_files=None) -> Target:
         f"({', '.join(ARCHITECTURES)}), a torchvision model (torchvision.models.list_models()), "
         "an existing file or directory, or package.module:factory; pass one of those"
     )
+
+
+def without_weights(make: Callable[[], nn.Module]) -> tuple[nn.Module, str]:
+    """(``make()`` on the meta device, "no weights"), or, for a model whose constructor
+    needs real tensors (torchvision's RegNets copy into their weights), (``make()`` on
+    the CPU, "random weights")."""
+    try:
+        with torch.device("meta"):
+            return make(), "no weights"
+    except (NotImplementedError, RuntimeError):
+        return make(), "random weights"
 
 
 def _torchvision_names() -> list[str]:
@@ -243,6 +253,11 @@ def setup_target(name: str, cfg: dict, config: dict) -> Target:
     except KeyError as err:
         raise TargetError(
             f"setup {name}: its config has no key {err.args[0]!r}; fix the config (see "
+            "workflow/schemas/config.schema.yaml)"
+        ) from None
+    except (TypeError, ValueError) as err:  # a value the setup's builder cannot take
+        raise TargetError(
+            f"setup {name}: {' '.join(str(err).split())}; fix the config (see "
             "workflow/schemas/config.schema.yaml)"
         ) from None
     raise TargetError(
@@ -447,9 +462,10 @@ def _hugging_face(path: Path) -> Target:
             "with a model_type, or a checkpoint file"
         ) from None
     names = [n for n in (config.architectures or []) if hasattr(transformers, n)]
-    with torch.device("meta"):
-        model = getattr(transformers, names[0])(config) if names else AutoModel.from_config(config)
-    return Target(model, f"{config_file}: {type(model).__name__} (no weights)")
+    model, weights = without_weights(
+        lambda: getattr(transformers, names[0])(config) if names else AutoModel.from_config(config)
+    )
+    return Target(model, f"{config_file}: {type(model).__name__} ({weights})")
 
 
 def _factory(target: str) -> Target:
