@@ -37,10 +37,10 @@ def test_components_command_prints_a_table_and_the_total(capsys, setup, kind, to
 
 
 def test_components_command_names_an_unknown_setup(capsys):
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as stopped:
         main(["components", "imagenet_vt"])
     err = capsys.readouterr().err
-    assert exit.value.code == 2 and "'imagenet_vt' is not a setup" in err
+    assert stopped.value.code == 2 and "'imagenet_vt' is not a setup" in err
 
 
 def tiny_setup(device="cpu") -> Setup:
