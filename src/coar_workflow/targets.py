@@ -4,10 +4,10 @@
 it names, if any), trying in this order:
 
 1. an existing path: a Hugging Face model directory or ``config.json`` (built from the
-   config, offline), a model file of this project in any format the
-   workflow writes (`coar_replication.checkpoints`: MiniResNets, imported torchvision
-   models and their edits, GPT-2 language models, the description file of a zero-shot
-   CLIP setup), or the original code's pickled MiniResNet;
+   config, offline), a model file of this project in any format the workflow writes
+   (`coar_replication.checkpoints`: MiniResNets, imported torchvision models and their
+   edits, GPT-2 language models, the description file of a zero-shot CLIP setup), or
+   the original code's pickled MiniResNet;
 2. ``package.module:factory``: the module imported, the factory called with no arguments;
 3. a setup of the config (every setup of ``config/config.yaml`` and ``config/mini.yaml``,
    or of the config files given): its architecture, built as the workflow builds it;
@@ -16,7 +16,8 @@ it names, if any), trying in this order:
 
 Models are built on the ``meta`` device wherever their weights are not needed (the
 components depend only on the modules and their shapes), so the paper's largest
-models take no memory. Anything the command cannot use raises `TargetError`, whose
+models take no memory; one whose constructor needs real tensors is built on the CPU
+(`without_weights`). Anything the command cannot use raises `TargetError`, whose
 one-line message names the target and says what to pass instead.
 """
 
@@ -62,24 +63,22 @@ class Target:
 
 
 # -- components ---------------------------------------------------------------------------
+def _takes(kind: str, option: str) -> bool:
+    return option in inspect.signature(KINDS[kind]).parameters
+
+
 def _kind_function(kind: str, include, exclude) -> Callable[[nn.Module], ComponentSpec]:
-    """``KINDS[kind]`` with the module patterns it accepts; refuses those it does not."""
-    function = KINDS[kind]
-    accepted = inspect.signature(function).parameters
+    """``KINDS[kind]`` with the module patterns given; refuses those it does not take."""
     options = {}
     for name, patterns in (("include", include), ("exclude", exclude)):
         if patterns:
-            if name not in accepted:
+            if not _takes(kind, name):
                 raise TargetError(
                     f"kind {kind} takes no --{name}; leave it out, or pick a kind that "
-                    f"does ({', '.join(k for k in KINDS if name in _parameters(k))})"
+                    f"does ({', '.join(k for k in KINDS if _takes(k, name))})"
                 )
             options[name] = list(patterns)
-    return lambda model: function(model, **options)
-
-
-def _parameters(kind: str):
-    return inspect.signature(KINDS[kind]).parameters
+    return lambda model: KINDS[kind](model, **options)
 
 
 def components_of(target: Target, kind=None, include=(), exclude=()) -> tuple[str, ComponentSpec]:
