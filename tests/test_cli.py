@@ -287,14 +287,39 @@ def test_a_plain_state_dict_says_to_name_its_architecture(capsys, tmp_path):
     assert "plain state dict" in err and "resnet18" in err
 
 
-def test_weights_of_an_unbuildable_model_name_the_setup(capsys, tmp_path):
-    from coar_replication.edit_clip import ZeroShotCLIP, tiny_clip
+def test_an_edited_zero_shot_clip(capsys, tmp_path, monkeypatch):
+    """Weights only (the registry cannot build the classifier): its setup's model, which
+    the edit record names, when the weights fit it."""
+    from coar_replication.checkpoints import load_clip
+    from coar_replication.edit_clip import ZeroShotCLIP
 
-    clip, _ = tiny_clip()
-    zero_shot = ZeroShotCLIP(clip.visual, torch.zeros(2, 16), 1.0)
-    save_model(zero_shot, tmp_path / "edited.pt", edit={"setup": "clip_typographic"})
-    err = refused(capsys, "components", str(tmp_path / "edited.pt"))
-    assert "coar components clip_typographic" in err
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "downloads").mkdir()
+    write_openai_clip(tmp_path / "downloads" / "clip.pt")
+    (tmp_path / "clip.yaml").write_text(
+        "downloads_dir: downloads\nsetups:\n  my_clip:\n    kind: clip_zero_shot\n"
+        "    clip: {checkpoint: clip.pt, class_names: [cat, dog]}\n"
+    )
+    config = ["--configfile", "clip.yaml"]
+    heading, _, total = listed(capsys, "my_clip", *config)
+    assert heading == "clip_mlp_neurons of setup my_clip: CLIP downloads/clip.pt"
+    assert total == 256 + 64
+    zero_shot = ZeroShotCLIP(
+        load_clip(tmp_path / "downloads" / "clip.pt").visual, torch.zeros(2, 32), 1.0
+    )
+    save_model(zero_shot, tmp_path / "edited.pt", edit={"setup": "my_clip", "ablated": [0]})
+    heading, _, total = listed(capsys, "edited.pt", *config)
+    assert heading.startswith("clip_mlp_neurons of edited.pt (an edit of setup my_clip")
+    assert total == 256 + 64
+    err = refused(capsys, "components", "edited.pt")  # the default configs' clip setup: ViT-B/16
+    assert (
+        "edit of setup my_clip, which config/config.yaml and config/mini.yaml do not define" in err
+    )
+    save_model(zero_shot, tmp_path / "other.pt", edit={"setup": "clip_typographic"})
+    err = refused(capsys, "components", "other.pt")
+    assert "its weights do not fit the model of setup clip_typographic" in err
+    save_model(zero_shot, tmp_path / "bare.pt")
+    assert "no edit record naming its setup" in refused(capsys, "components", "bare.pt")
 
 
 def test_unknown_names_missing_files_and_other_files(capsys, tmp_path):

@@ -137,7 +137,7 @@ def resolve(target: str, config_files=None) -> Target:
     if path.is_dir():
         return _hugging_face(path)
     if path.is_file():
-        return _hugging_face(path) if path.suffix == ".json" else _model_file(path)
+        return _hugging_face(path) if path.suffix == ".json" else _model_file(path, config_files)
     if ":" in target and not target.startswith(("/", ".")) and "/" not in target:
         return _factory(target)
     setups, configs = config_setups(config_files)
@@ -355,7 +355,7 @@ def _clip_setup(name: str, cfg: dict, config: dict) -> Target:
 
 
 # -- files ------------------------------------------------------------------------------
-def _model_file(path: Path) -> Target:
+def _model_file(path: Path, config_files=None) -> Target:
     """A model file of this project (`coar_replication.checkpoints`), or the original
     code's pickled MiniResNet."""
     from coar_replication.architectures import ARCHITECTURES
@@ -402,12 +402,7 @@ def _model_file(path: Path) -> Target:
             f"{TARGET_FORMS}"
         )
     if payload.get("format") == WEIGHTS_ONLY:
-        setup = (payload.get("edit") or {}).get("setup")
-        raise TargetError(
-            f"{path} holds only the weights of a model that coar_replication.architectures "
-            f"cannot build{f' (an edit of setup {setup})' if setup else ''}; its components "
-            f"are those of {f'the setup: coar components {setup}' if setup else 'its setup'}"
-        )
+        return _edited_setup_model(path, payload, config_files)
     try:
         model, meta = read_model(path)
     except (CheckpointError, KeyError) as err:
@@ -419,6 +414,40 @@ def _model_file(path: Path) -> Target:
         fmt = getattr(model, "coar_checkpoint", {}).get("format")
         kind = next((a.kind for a in ARCHITECTURES.values() if a.constructor == fmt), None)
     return Target(model, str(path), kind)
+
+
+def _edited_setup_model(path: Path, payload: dict, config_files) -> Target:
+    """The weights of a model that the registry cannot build (an edited zero-shot CLIP):
+    its setup's model, which its edit record names, if the weights fit it exactly."""
+    setup = (payload.get("edit") or {}).get("setup")
+    if setup is None:
+        raise TargetError(
+            f"{path} holds only the weights of a model that coar_replication.architectures "
+            "cannot build, and no edit record naming its setup; pass the model instead"
+        )
+    setups, configs = config_setups(config_files)
+    if setup not in setups:
+        raise TargetError(
+            f"{path} holds the weights of an edit of setup {setup}, which "
+            f"{' and '.join(configs) or 'no config'} do not define; pass the config that "
+            "does with --configfile"
+        )
+    target = setup_target(setup, *setups[setup])
+    expected = {key: tuple(value.shape) for key, value in target.model.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in payload["state_dict"].items()}
+    if found != expected:
+        differ = sorted(
+            k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
+        )
+        raise TargetError(
+            f"{path}: its weights do not fit the model of setup {setup} ({target.what}; "
+            f"{len(differ)} tensors differ, e.g. {differ[0]}); pass the config the edit was "
+            "made with (--configfile), from the workflow's working directory"
+        )
+    return Target(
+        target.model, f"{path} (an edit of {target.what})", target.kind, target.spec,
+        target.spec_name,
+    )  # fmt: skip
 
 
 def _clip_description(path: Path, description: dict) -> Target:
