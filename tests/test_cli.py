@@ -86,6 +86,10 @@ def test_a_torchvision_model_name(capsys):
     assert total == len(expected) == 3904 and counts == dict(expected.table())
     _, _, heads = listed(capsys, "vit_b_16")  # a transformer: its attention heads
     assert heads == 144
+    assert listed(capsys, "r3d_18")[2] == len(conv_filters(get_model("r3d_18")))  # Conv3d
+    # A detection model, without the pretrained backbone its builder would download.
+    heading, counts, _ = listed(capsys, "fasterrcnn_mobilenet_v3_large_fpn")
+    assert heading.endswith("(no weights)") and "backbone.body.0.0" in counts
     # RegNets cannot be built on the meta device: on the CPU, then
     heading, _, total = listed(capsys, "regnet_x_400mf")
     assert heading == "conv_filters of torchvision regnet_x_400mf (random weights)"

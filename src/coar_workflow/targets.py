@@ -149,11 +149,8 @@ def resolve(target: str, config_files=None) -> Target:
         with torch.device("meta"):
             model = build(target)
         return Target(model, f"architecture {target} (no weights)", architecture(target).kind)
-    torchvision_names = _torchvision_names()
-    if target in torchvision_names:
-        from torchvision.models import get_model
-
-        model, weights = without_weights(lambda: get_model(target, weights=None))
+    if target in _torchvision_names():
+        model, weights = without_weights(lambda: _torchvision_model(target))
         return Target(model, f"torchvision {target} ({weights})")
     if "/" in target or path.suffix in (".pt", ".pth", ".bin", ".json", ".safetensors"):
         raise TargetError(f"{target}: no such file or directory; pass an existing path")
@@ -177,10 +174,21 @@ def without_weights(make: Callable[[], nn.Module]) -> tuple[nn.Module, str]:
 
 
 def _torchvision_names() -> list[str]:
-    import torchvision
+    """Every model torchvision builds: classification, video, detection, segmentation, ..."""
     from torchvision.models import list_models
 
-    return list_models(module=torchvision.models)
+    return list_models()
+
+
+def _torchvision_model(name: str) -> nn.Module:
+    """``get_model(name, weights=None)``, and no pretrained backbone either (detection and
+    segmentation models would download one)."""
+    from torchvision.models import get_model, get_model_builder
+
+    options = {"weights": None}
+    if "weights_backbone" in inspect.signature(get_model_builder(name)).parameters:
+        options["weights_backbone"] = None
+    return get_model(name, **options)
 
 
 # -- a setup of the config ------------------------------------------------------------------
