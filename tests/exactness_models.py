@@ -80,6 +80,39 @@ class EncoderModel(nn.Module):
         return self.head(self.encoder(x))
 
 
+class PaddedEncoderModel(EncoderModel):
+    """The encoder with a key padding mask (the last 2 tokens of the batch's examples
+    are padding) and a bool causal mask."""
+
+    def forward(self, x):
+        padding = torch.zeros(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device)
+        padding[:, -2:] = True
+        causal = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).triu(1)
+        return self.head(self.encoder(x, mask=causal, src_key_padding_mask=padding))
+
+
+class DecoderModel(nn.Module):
+    """nn.TransformerDecoder (causal self-attention, cross-attention to the first 3
+    tokens as memory), batch-first."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        layer = nn.TransformerDecoderLayer(width, 2, 32, dropout=0.0, batch_first=True)
+        self.decoder = nn.TransformerDecoder(layer, 2)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        causal = nn.Transformer.generate_square_subsequent_mask(x.shape[1])
+        out = self.decoder(x, x[:, :3].contiguous(), tgt_mask=causal, tgt_is_causal=True)
+        return self.head(out)
+
+
+def _transformer(model_cls: type) -> Case:
+    torch.manual_seed(0)
+    model = _nonzero(model_cls(True, False) if model_cls is PaddedEncoderModel else model_cls())
+    return Case(model, torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(4)))
+
+
 def _encoder(batch_first: bool, norm_first: bool = False) -> Case:
     torch.manual_seed(0)
     x = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(4))
@@ -118,10 +151,11 @@ def _text(name: str) -> Case:
         "bert": (t.BertConfig, t.BertForSequenceClassification),
         "roberta": (t.RobertaConfig, t.RobertaForSequenceClassification),
         "qwen2": (t.Qwen2Config, t.Qwen2ForCausalLM),
+        "mistral": (t.MistralConfig, t.MistralForCausalLM),
         "phi": (t.PhiConfig, t.PhiForCausalLM),
         "gpt_neox": (t.GPTNeoXConfig, t.GPTNeoXForCausalLM),
     }[name]
-    if name == "qwen2":
+    if name in ("qwen2", "mistral"):
         small["num_key_value_heads"] = 2
     return Case(_hf(config, model, **small), _tokens(64))
 
@@ -179,12 +213,15 @@ MODELS: dict[str, tuple[Callable[[], Case], tuple[str, ...]]] = {
     "TransformerEncoder batch_first": (lambda: _encoder(True), TRANSFORMER),
     "TransformerEncoder seq-first": (lambda: _encoder(False), TRANSFORMER),
     "TransformerEncoder norm_first": (lambda: _encoder(True, norm_first=True), TRANSFORMER),
+    "TransformerEncoder key padding": (lambda: _transformer(PaddedEncoderModel), TRANSFORMER),
+    "TransformerDecoder (cross-attention)": (lambda: _transformer(DecoderModel), TRANSFORMER),
     "BERT": (lambda: _text("bert"), TRANSFORMER),
     "RoBERTa": (lambda: _text("roberta"), TRANSFORMER),
     "GPT-2": (_gpt2, TRANSFORMER),
     "Llama (GQA, tied)": (lambda: _llama(True), TRANSFORMER),
     "Llama (GQA, untied)": (lambda: _llama(False), TRANSFORMER),
     "Qwen2 (GQA)": (lambda: _text("qwen2"), TRANSFORMER),
+    "Mistral (GQA)": (lambda: _text("mistral"), TRANSFORMER),
     "Phi": (lambda: _text("phi"), TRANSFORMER),
     "GPT-NeoX": (lambda: _text("gpt_neox"), TRANSFORMER),
     "HF ViT": (lambda: _hf_vision("vit"), VISION_TRANSFORMER),
