@@ -391,3 +391,42 @@ def test_a_closed_pipe_ends_quietly(tmp_path, monkeypatch):
         assert run.stdout == "Provenance of fig/f.pdf\n"
         assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr, run.stderr
         assert run.stderr.strip() == "141"  # as a program that SIGPIPE ended
+
+
+def test_models_without_weights_have_the_components_of_real_ones():
+    """The command builds named models on the meta device: every kind lists the same
+    components (or refuses alike) as on a model with weights."""
+    from torchvision.models import VisionTransformer
+    from transformers import BertConfig, BertModel
+
+    from coar.components import KINDS
+    from coar_workflow.targets import without_weights
+
+    arch = {"n_embd": 16, "n_layer": 2, "n_head": 4, "n_inner": 32}
+    makers = [
+        lambda: tiny_gpt2(30, 12, arch, seed=0),
+        lambda: build_architecture("imagenet_resnet50", "tiny", 10),
+        lambda: VisionTransformer(8, 4, 2, 2, 8, 16, num_classes=3),
+        lambda: BertModel(
+            BertConfig(
+                hidden_size=16,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=32,
+                vocab_size=50,
+            )
+        ),  # fmt: skip
+    ]
+
+    def listing(model, kind):
+        try:
+            return KINDS[kind](model).table()
+        except ValueError as err:
+            return str(err)
+
+    for make in makers:
+        meta, weights = without_weights(make)
+        assert weights == "no weights" and next(meta.parameters()).is_meta
+        real = make()
+        for kind in KINDS:
+            assert listing(meta, kind) == listing(real, kind), (type(real).__name__, kind)
