@@ -30,8 +30,7 @@ Run `coar SUBCOMMAND --help` for a subcommand's options.
 COMPONENTS_EPILOG = """\
 TARGET is one of:
   a setup of the config          mini_noisy, imagenet_resnet50, tiny_gpt2_heads, ...
-  an architecture of the paper   mini_digits, cifar_miniresnet, imagenet_resnet50,
-                                 imagenet_vit, gpt2
+  an architecture of the paper   e.g. imagenet_vit, gpt2 (coar_replication.architectures)
   a torchvision model name       resnet18, vit_b_16, ... (built with weights=None)
   a checkpoint file              results/mini/models/mini_digits.pt (any model file the
                                  workflow writes, language models included)
@@ -149,8 +148,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kind",
         choices=sorted(KINDS),
-        help="component kind (default: the setup's or checkpoint's kind, else one that "
-        "suits the model)",
+        metavar="KIND",
+        help=f"component kind: {', '.join(sorted(KINDS))} (default: the setup's or "
+        "checkpoint's kind, else one that suits the model)",
     )
     p.add_argument(
         "--include",
