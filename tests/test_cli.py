@@ -289,6 +289,16 @@ def test_a_plain_state_dict_says_to_name_its_architecture(capsys, tmp_path):
     write_torchvision_weights(tmp_path / "resnet.pth", "imagenet_resnet50")
     err = refused(capsys, "components", str(tmp_path / "resnet.pth"))
     assert "plain state dict" in err and "resnet18" in err
+    state = torch.load(tmp_path / "resnet.pth", weights_only=True)
+    for i, wrapped in enumerate(({"state_dict": state, "epoch": 3}, {"model": state})):
+        torch.save(wrapped, tmp_path / f"wrapped{i}.pt")
+        err = refused(capsys, "components", str(tmp_path / f"wrapped{i}.pt"))
+        assert "state dict" in err and "pass its architecture instead" in err
+    torch.save({"format": "miniresnet", "config": {"planes": 4, "width": 2}, "state_dict": {}},
+               tmp_path / "odd.pt")  # fmt: skip
+    assert "unexpected keyword argument 'width'" in refused(
+        capsys, "components", str(tmp_path / "odd.pt")
+    )
 
 
 def test_an_edited_zero_shot_clip(capsys, tmp_path, monkeypatch):
@@ -339,10 +349,11 @@ def test_unknown_names_missing_files_and_other_files(capsys, tmp_path):
     assert "cannot be read as a model file" in refused(
         capsys, "components", str(tmp_path / "notes.txt")
     )
-    torch.save({"weights": [1, 2]}, tmp_path / "dict.pt")
-    assert "not a model file of this project" in refused(
-        capsys, "components", str(tmp_path / "dict.pt")
-    )
+    for i, payload in enumerate(({"weights": [1, 2]}, [1, 2])):
+        torch.save(payload, tmp_path / f"other{i}.pt")
+        assert "not a model file of this project" in refused(
+            capsys, "components", str(tmp_path / f"other{i}.pt")
+        )
     attributions = Attributions(
         np.zeros((2, 3)), np.zeros(3), ["a", "b"], [0, 1, 2], meta={"setup": "toy"}
     )

@@ -394,10 +394,8 @@ def _model_file(path: Path, config_files=None) -> Target:
             + (f", e.g. its setup: coar components {setup}" if setup else "")
         )
     if not isinstance(payload, dict) or "state_dict" not in payload:
-        if (
-            isinstance(payload, dict)
-            and payload
-            and all(isinstance(value, torch.Tensor) for value in payload.values())
+        if _is_state_dict(payload) or (
+            isinstance(payload, dict) and _is_state_dict(payload.get("model"))
         ):
             raise TargetError(
                 f"{path} is a plain state dict, which does not say what model it is; pass "
@@ -411,9 +409,16 @@ def _model_file(path: Path, config_files=None) -> Target:
         )
     if payload.get("format") == WEIGHTS_ONLY:
         return _edited_setup_model(path, payload, config_files)
+    if not {"config", "architecture"} & payload.keys():  # a state dict in a wrapper
+        raise TargetError(
+            f"{path} holds a state dict without the model's config, which does not say "
+            "what model it is; pass its architecture instead (a torchvision model name "
+            "such as resnet18, an architecture, a setup, or package.module:factory)"
+        )
     try:
         model, meta = read_model(path)
-    except (CheckpointError, KeyError) as err:
+    except (CheckpointError, KeyError, TypeError) as err:  # TypeError: a config that the
+        # constructor does not take
         raise TargetError(str(err.args[0] if err.args else err)) from None
     kind = meta.get("components")
     if kind is None and meta.get("architecture") in ARCHITECTURES:
@@ -456,6 +461,14 @@ def _edited_setup_model(path: Path, payload: dict, config_files) -> Target:
         target.model, f"{path} (an edit of {target.what})", target.kind, target.spec,
         target.spec_name,
     )  # fmt: skip
+
+
+def _is_state_dict(payload) -> bool:
+    return (
+        isinstance(payload, dict)
+        and bool(payload)
+        and all(isinstance(value, torch.Tensor) for value in payload.values())
+    )
 
 
 def _clip_description(path: Path, description: dict) -> Target:
