@@ -30,14 +30,17 @@ from coar_workflow.roofline import forward_flops, matmul_peak
 )
 def test_components_command_prints_a_table_and_the_total(capsys, setup, kind, total):
     main(["components", setup, *(["--kind", kind] if kind else [])])
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[-1] == f"total: {total}"
-    assert sum(int(line.split()[-1]) for line in lines[:-1]) == total
+    heading, header, *rows, last = capsys.readouterr().out.splitlines()
+    assert heading.startswith(f"{kind or architecture(setup).kind} of ")
+    assert header.split() == ["module", "components"] and last == f"total: {total}"
+    assert sum(int(line.split()[-1]) for line in rows) == total
 
 
 def test_components_command_names_an_unknown_setup(capsys):
-    with pytest.raises(SystemExit, match="imagenet_vt"):
+    with pytest.raises(SystemExit) as stopped:
         main(["components", "imagenet_vt"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "'imagenet_vt' is not a setup" in err
 
 
 def tiny_setup(device="cpu") -> Setup:

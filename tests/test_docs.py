@@ -48,6 +48,15 @@ def _provenance(command: str) -> str:
     return ".venv/bin/coar provenance --help"
 
 
+def _tiny_gpt2_heads(command: str) -> str:
+    """A model file of a run of the embedded default when there is one, else its setup
+    (the same architecture)."""
+    model = "results/mini/models/tiny_gpt2_heads.pt"
+    if not (REPO / model).is_file():
+        command = command.replace(model, "tiny_gpt2_heads")
+    return f"{command} | grep -x 'total: 16'"
+
+
 # documented command (exact, comment removed) -> the command the test runs (or a function
 # of the documented command giving it). Run from the repository root.
 COMMANDS = {
@@ -85,6 +94,9 @@ COMMANDS = {
         f"{c} | grep -x 'total: 144'"
     ),
     ".venv/bin/coar components mini_digits": lambda c: f"{c} | grep -x 'total: 288'",
+    ".venv/bin/coar components resnet18": lambda c: f"{c} | grep -x 'total: 3904'",
+    ".venv/bin/coar --help": lambda c: f"{c} | grep -c 'coar components resnet18'",
+    ".venv/bin/coar components results/mini/models/tiny_gpt2_heads.pt": _tiny_gpt2_heads,
     # docs/performance.md: benchmarks take minutes (and a GPU for run_gpu.sh)
     ".venv/bin/python bench/ablation.py --setup mini_digits --device cpu": (
         ".venv/bin/python bench/ablation.py --help"

@@ -305,7 +305,7 @@ def test_usage_errors_exit_2_without_traceback(toy_chain, capsys):
     code, _, err = cli(capsys, "fig/f.pdf.provenance.json")
     assert code == 2 and "give the file it describes, fig/f.pdf" in err
     code, _, err = cli(capsys, "raw.txt")  # exists, but the workflow did not make it
-    assert code == 1 and err.count("\n") == 1 and "raw.txt has no provenance record" in err
+    assert code == 2 and err.count("\n") == 1 and "raw.txt has no provenance record" in err
     with pytest.raises(SystemExit) as e:
         main(["provenance"])  # argparse: no FILE
     assert e.value.code == 2

@@ -53,5 +53,6 @@ def test_checkpoint_roundtrip_and_components_command(tmp_path):
         text=True,
         check=True,
     ).stdout.splitlines()
-    assert out[0].split() == ["conv1", "4"]
+    assert out[0] == f"conv_filters of {path}" and out[1].split() == ["module", "components"]
+    assert out[2].split() == ["conv1", "4"]
     assert out[-1] == "total: 12"

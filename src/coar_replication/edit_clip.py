@@ -226,6 +226,25 @@ def typographic_setup(
     return description, arrays
 
 
+def zero_shot_model(description: dict) -> ZeroShotCLIP:
+    """The zero-shot classifier of a ``clip_zero_shot`` setup's description (see
+    `load_clip_zero_shot`), in eval mode, on the CPU."""
+    if "tiny" in description:
+        clip_model, tokenizer = tiny_clip(**description["tiny"])
+    elif "openai_checkpoint" in description:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        from coar_replication.checkpoints import load_clip
+
+        clip_model = load_clip(description["openai_checkpoint"])
+        tokenizer = SimpleTokenizer(context_length=clip_model.context_length)
+    else:
+        clip_model, _, tokenizer = load_open_clip(**description["open_clip"])
+    return zero_shot_classifier(
+        clip_model, tokenizer, list(description["class_names"]), description.get("prompt", PROMPT)
+    )
+
+
 def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, split="test"):
     """Setup loader (kind ``clip_zero_shot``): a zero-shot CLIP and one split of its images.
 
@@ -247,20 +266,7 @@ def load_clip_zero_shot(name: str, model_path, data_path, device: torch.device, 
     from coar_replication.setup import Setup
 
     description = load_torch(model_path, "typographic setup description")
-    if "tiny" in description:
-        clip_model, tokenizer = tiny_clip(**description["tiny"])
-    elif "openai_checkpoint" in description:
-        from open_clip.tokenizer import SimpleTokenizer
-
-        from coar_replication.checkpoints import load_clip
-
-        clip_model = load_clip(description["openai_checkpoint"])
-        tokenizer = SimpleTokenizer(context_length=clip_model.context_length)
-    else:
-        clip_model, _, tokenizer = load_open_clip(**description["open_clip"])
-    model = zero_shot_classifier(
-        clip_model, tokenizer, list(description["class_names"]), description.get("prompt", PROMPT)
-    ).to(device)
+    model = zero_shot_model(description).to(device)
     with np.load(data_path) as data:
         if f"x_{split}" not in data.files:
             splits = sorted(k[2:] for k in data.files if k.startswith("x_"))

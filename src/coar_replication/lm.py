@@ -109,13 +109,18 @@ def load_lm(path, map_location="cpu") -> tuple[nn.Module, dict]:
     return model.to(map_location), meta
 
 
+def hf_gpt2_config(config_path) -> dict:
+    """The config dict of `gpt2_model` from a Hugging Face GPT-2 config.json."""
+    with open(config_path) as f:
+        hf_config = json.load(f)
+    return {k: hf_config[k] for k in GPT2_CONFIG_KEYS if hf_config.get(k) is not None}
+
+
 def import_hf_gpt2(config_path, weights_path) -> nn.Module:
     """GPT-2 from Hugging Face files (config.json, model.safetensors), offline."""
     from safetensors.torch import load_file
 
-    with open(config_path) as f:
-        hf_config = json.load(f)
-    config = {k: hf_config[k] for k in GPT2_CONFIG_KEYS if hf_config.get(k) is not None}
+    config = hf_gpt2_config(config_path)
     weights = load_file(str(weights_path))
     # The hub's gpt2 checkpoint names tensors without the transformer. prefix and stores
     # attention-mask buffers (attn.bias, attn.masked_bias) that the model no longer has.
