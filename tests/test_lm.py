@@ -237,7 +237,6 @@ def test_phi_setup_and_engine_equal_zeroing_weights(tmp_path):
     model = write_hf_phi(tmp_path, vocab_size=30, n_positions=16, seed=2)
     input_ids, attention_mask = padded_batch([16, 9, 3], 30, 16, torch.Generator().manual_seed(2))
     np.savez(tmp_path / "data.npz", input_ids=input_ids.numpy(), attention_mask=attention_mask)
-    targets = next_token_targets(input_ids, attention_mask)
     layers, heads = PHI_ARCH["num_hidden_layers"], PHI_ARCH["num_attention_heads"]
     counts = {
         "attention_heads": layers * heads,

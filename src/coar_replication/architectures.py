@@ -162,9 +162,10 @@ def phi_model(config: dict, state_dict: dict | None = None) -> nn.Module:
     if state_dict is not None:
         result = model.load_state_dict(state_dict, strict=False)
         if result.missing_keys or result.unexpected_keys:
+            missing, unexpected = sorted(result.missing_keys), sorted(result.unexpected_keys)
             raise KeyError(
-                f"Phi weights do not match the architecture: missing "
-                f"{sorted(result.missing_keys)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]}"
+                f"Phi weights do not match the architecture: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
             )
     return model.eval()
 

@@ -299,8 +299,8 @@ def tokenize_stories(tokenizer_path, texts: list[str], max_tokens: int) -> dict[
 
 # ------------------------------------------------------------------------- setup
 def load_causal_lm(name: str, model_path, data_path, device: torch.device):
-    """A causal-LM setup: a GPT-2 or Phi checkpoint (``checkpoints.save_model``) whose metadata names
-    the component kind (``components``), and evaluation stories (``input_ids`` and
+    """A causal-LM setup: a GPT-2 or Phi checkpoint (``checkpoints.save_model``) whose
+    metadata names the component kind (``components``), and evaluation stories (``input_ids`` and
     ``attention_mask``, right-padded) in an .npz file."""
     from coar.components import component_spec
     from coar_replication.setup import Setup
