@@ -14,7 +14,9 @@ One call from a model to attributions, and a resumable object for long runs:
 
 Everything user-facing is importable from ``coar``: `attribute`, `AttributionRun`,
 `evaluate` and `Attributions`; the component specs (`ComponentSpec`, `conv_filters`,
-`vit_neurons`, `gpt2_rows`, `attention_heads`, `component_spec`, `zero_components`);
+`linear_neurons`, `mlp_neurons`, `attention_heads`, `vit_neurons`, `gpt2_rows`,
+`component_spec`, `output_modules`, `zero_components`) and the exactness check
+(`check_exact`);
 the masking engine (`MaskedModel`); the output functions (`margin`); the baselines
 (`compute_baseline`); and the Coar-Edit core (`welch_t`, `greedy_sweep`, `apply_edit`).
 Lower-level pieces live in the submodules: `coar.regression` (streamed solvers),
@@ -31,6 +33,9 @@ from coar.components import (
     component_spec,
     conv_filters,
     gpt2_rows,
+    linear_neurons,
+    mlp_neurons,
+    output_modules,
     vit_neurons,
     zero_components,
 )
@@ -58,7 +63,10 @@ __all__ = [
     "from_original_datamodels",
     "gpt2_rows",
     "greedy_sweep",
+    "linear_neurons",
     "margin",
+    "mlp_neurons",
+    "output_modules",
     "sample_masks",
     "vit_neurons",
     "welch_t",

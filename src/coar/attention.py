@@ -52,10 +52,9 @@ def self_attention(
     if on_heads is not None:
         attended = on_heads(attended)
     attended = attended.transpose(1, 2).reshape(batch, tokens, embed)
-    out = module.out_proj(attended)  # a module call, so that out_proj's hooks fire
-    if not module.batch_first:
-        out = out.transpose(0, 1)
-    return out, None
+    if not module.batch_first:  # out_proj sees the module's own layout, as its hooks expect
+        attended = attended.transpose(0, 1)
+    return module.out_proj(attended), None  # a module call, so that out_proj's hooks fire
 
 
 def check_patchable(attention: nn.MultiheadAttention, name: str) -> None:

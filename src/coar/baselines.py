@@ -34,7 +34,11 @@ positive weight means keeping the component raises the output, as for Coar.
 
 Component kinds plug in through `coar.components.UNIT_KINDS`: which activation a
 component owns (`_ExposedAttention.tap`) and which weights it zeroes
-(`ComponentSpec.unit_weights`).
+(`ComponentSpec.unit_weights`). A gated MLP neuron (unit ``gated``) is read at
+down_proj's input and its gp slice is down_proj's column: zeroing it alone
+removes the neuron (the gate and up rows that ablation zeroes as well change
+nothing more), so gp and atp still agree. Baselines take batch-first inputs
+only: a model with sequence-first attention is refused.
 """
 
 from __future__ import annotations
@@ -52,7 +56,14 @@ from torch import nn
 from coar.attention import check_patchable, patch_self_attention, self_attention, unpatch
 from coar.attributions import Attributions
 from coar.components import PACKED_QKV, ComponentGroup, ComponentSpec
-from coar.masking import Inputs, MaskedModel, ablated_outputs, batch_size_of, take
+from coar.masking import (
+    Inputs,
+    MaskedModel,
+    ablated_outputs,
+    batch_size_of,
+    resolve_batch_dim,
+    take,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +107,7 @@ class Tap:
     dim: int
     width: int = 1
     ablated: torch.Tensor | None = None
+    start: int = 0  # the group's first unit on that axis (a group can cover a range)
 
 
 class _ExposedAttention:
@@ -134,22 +146,24 @@ class _ExposedAttention:
         """The activation of a component group (see `Tap`), as `UNIT_KINDS` says."""
         module = dict(model.named_modules())[group.module]
         kind = group.kind(module)
-        if kind.site == PACKED_QKV:
+        path = kind.site_of(module)
+        if path == PACKED_QKV:
             site = self.qkv[group.module]
         else:
-            site = module.get_submodule(kind.site) if kind.site else module
-        return Tap(site, kind.side, kind.dim, kind.width(module), kind.ablated(module))
+            site = module.get_submodule(path) if path else module
+        return Tap(site, kind.side, kind.dim, kind.width(module), kind.ablated(module), group.start)
 
 
 def _per_component(tensor: torch.Tensor, tap: Tap, size: int) -> torch.Tensor:
     """Sum a (batch, ...) tensor over everything but the batch and each component's
     features: (batch, size)."""
     moved = tensor.movedim(tap.dim if tap.dim >= 0 else tensor.dim() + tap.dim, 1)
-    if moved.shape[1] != size * tap.width:
+    if moved.shape[1] < (tap.start + size) * tap.width:
         raise ValueError(
             f"activation has {moved.shape[1]} features on its component axis, "
-            f"expected {size} x {tap.width}"
+            f"expected at least {tap.start + size} x {tap.width}"
         )
+    moved = moved.narrow(1, tap.start * tap.width, size * tap.width)
     return moved.reshape(moved.shape[0], size, -1).sum(-1)
 
 
@@ -256,7 +270,9 @@ def gradient_times_parameter(
                 if grad is None:  # the output does not depend on these weights
                     result[i, g.offset : g.offset + g.size] = 0
                     continue
-                prod = (grad * w.param.detach()).movedim(w.dim, 0).reshape(g.size, -1)
+                theta = w.units(g.start, g.size).detach()
+                grad = grad.narrow(w.dim, g.start * w.width, g.size * w.width)
+                prod = (grad * theta).movedim(w.dim, 0).reshape(g.size, -1)
                 result[i, g.offset : g.offset + g.size] = prod.sum(-1).float().cpu()
     return result
 
@@ -431,6 +447,7 @@ def compute_baseline(
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r} (known: {', '.join(BASELINES)})")
     model = model.eval()
+    resolve_batch_dim(model, None)  # batch-first only: refuses sequence-first attention
     n_examples = batch_size_of(inputs)
     gradient_batch = max(1, max_batch // GRADIENT_BATCH_FRACTION)
     start = time.perf_counter()

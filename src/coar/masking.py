@@ -9,8 +9,11 @@ equivalent to zeroing that unit's weights:
   its bias (0 if none) where ablated;
 - ``in`` (GPT-2 Conv1D row, linear input column): a forward pre-hook zeroes that
   input feature, so its weight row contributes nothing and the bias stays;
-- ``head`` of a GPT-2 attention: a pre-hook on ``c_proj`` zeroes the head's
-  slice of its input (the head's output);
+- ``head`` of a GPT-2 or Hugging Face attention: a pre-hook on the output
+  projection (``c_proj``, ``o_proj``, ``dense``, ...) zeroes the head's slice of
+  its input (the head's output);
+- ``gated`` (a gated MLP's hidden neuron): a pre-hook zeroes that input of
+  ``down_proj``;
 - ``in_proj`` and ``head`` of an ``nn.MultiheadAttention`` (torchvision ViT), and
   ``out`` of its ``out_proj``: its packed projections have no submodule to hook,
   so while masks are active the module runs the functional forward of
@@ -18,6 +21,11 @@ equivalent to zeroing that unit's weights:
   attention, per-head mask, ``out_proj`` called as a module so that its hooks fire).
 
 Which activation each unit kind masks is read from ``coar.components.UNIT_KINDS``.
+A group covering a range of a module's units masks only those. While masks are
+active PyTorch's fused Transformer fast path, which would bypass every hook, is
+switched off (``torch.backends.mha.set_fastpath_enabled``) and restored after.
+Sequence-first models give ``batch_dim=1``: inputs are repeated and activations
+masked along that dimension.
 
 Every path is tested against literally zeroing the weights
 (``coar.components.zero_components``) in ``tests/test_masking.py``.
@@ -34,39 +42,75 @@ import torch
 from torch import nn
 
 from coar.attention import patch_self_attention, self_attention, unpatch
-from coar.components import ComponentGroup, ComponentSpec, UnitKind
+from coar.components import ComponentGroup, ComponentSpec, UnitKind, keep_mask
 
 log = logging.getLogger(__name__)
 
 Inputs = torch.Tensor | Mapping[str, torch.Tensor]
 
 
-def batch_size_of(inputs: Inputs) -> int:
+def batch_size_of(inputs: Inputs, batch_dim: int = 0) -> int:
     if isinstance(inputs, Mapping):
-        return next(iter(inputs.values())).shape[0]
-    return inputs.shape[0]
+        return next(iter(inputs.values())).shape[batch_dim]
+    return inputs.shape[batch_dim]
 
 
-def take(inputs: Inputs, index: slice) -> Inputs:
+def take(inputs: Inputs, index: slice, batch_dim: int = 0) -> Inputs:
     """Examples ``index`` of a tensor or of every tensor of a mapping (e.g. input_ids and
-    attention_mask)."""
+    attention_mask), along ``batch_dim``."""
     if isinstance(inputs, Mapping):
-        return {key: value[index] for key, value in inputs.items()}
-    return inputs[index]
+        return {key: take(value, index, batch_dim) for key, value in inputs.items()}
+    return inputs[(slice(None),) * batch_dim + (index,)]
 
 
-def repeat_batch(inputs: Inputs, times: int) -> Inputs:
+def repeat_batch(inputs: Inputs, times: int, batch_dim: int = 0) -> Inputs:
     """The examples repeated ``times`` times along the batch dimension (mask-major)."""
     if isinstance(inputs, Mapping):
-        return {key: repeat_batch(value, times) for key, value in inputs.items()}
+        return {key: repeat_batch(value, times, batch_dim) for key, value in inputs.items()}
     if times == 1:
         return inputs
-    return inputs.repeat(times, *([1] * (inputs.dim() - 1)))
+    repeats = [1] * inputs.dim()
+    repeats[batch_dim] = times
+    return inputs.repeat(*repeats)
 
 
-def _per_mask(tensor: torch.Tensor, n_masks: int) -> torch.Tensor:
-    """View a mask-major batch (K*E, ...) as (K, E, ...)."""
-    return tensor.unflatten(0, (n_masks, -1))
+def _per_mask(tensor: torch.Tensor, n_masks: int, batch_dim: int = 0) -> torch.Tensor:
+    """View a mask-major batch (K*E, ...) as (K, E, ...) (along ``batch_dim``)."""
+    return tensor.unflatten(batch_dim, (n_masks, -1))
+
+
+def _broadcast(keep: torch.Tensor, view: torch.Tensor, batch_dim: int) -> torch.Tensor:
+    """A (K, C) keep-mask shaped to multiply a per-mask view (.., K, E, .., C)."""
+    shape = [1] * view.dim()
+    shape[batch_dim], shape[-1] = keep.shape
+    return keep.view(shape)
+
+
+def sequence_first_attention(model: nn.Module) -> list[str]:
+    """Paths of the model's nn.MultiheadAttention modules with batch_first=False."""
+    return [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.MultiheadAttention) and not m.batch_first
+    ]
+
+
+def resolve_batch_dim(model: nn.Module, batch_dim: int | None) -> int:
+    """The dimension that holds the examples in the model's inputs and activations:
+    ``batch_dim``, or 0 if None, which is refused for a model with sequence-first
+    attention (its layers hold the batch along dim 1)."""
+    if batch_dim is not None:
+        if int(batch_dim) < 0:
+            raise ValueError(f"batch_dim must be a non-negative dimension, got {batch_dim}")
+        return int(batch_dim)
+    seq_first = sequence_first_attention(model)
+    if seq_first:
+        raise ValueError(
+            f"module {seq_first[0]!r} is a sequence-first nn.MultiheadAttention "
+            "(batch_first=False): pass batch_dim=1 if the model takes (sequence, batch, ...) "
+            "inputs, or batch_dim=0 if its inputs and hooked activations are batch-first"
+        )
+    return 0
 
 
 class MaskedModel:
@@ -75,7 +119,11 @@ class MaskedModel:
     ``masked(inputs, masks)`` returns the model's outputs for every (mask, example)
     pair, mask-major. Hooks are installed for the duration of a call, or for as long
     as the object is used as a context manager (``with masked: ...``), which lets a
-    compiled forward (``compile=True``) trace them once.
+    compiled forward (``compile=True``) trace them once. While they are installed,
+    PyTorch's fused Transformer fast path (which would bypass them) is switched off.
+    ``batch_dim``: the dimension of the examples in the inputs and in every hooked
+    activation (1 for sequence-first models; default 0, refused for a model with a
+    sequence-first nn.MultiheadAttention). Masks must be 0/1 (bool or numeric).
 
     >>> from coar.components import conv_filters
     >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()).eval()
@@ -89,43 +137,73 @@ class MaskedModel:
     True
     """
 
-    def __init__(self, model: nn.Module, spec: ComponentSpec, compile: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: ComponentSpec,
+        compile: bool = False,
+        batch_dim: int | None = None,
+    ):
         spec.check(model)
         self.model = model
         self.spec = spec
+        self.batch_dim = resolve_batch_dim(model, batch_dim)
         self._modules = dict(model.named_modules())
         self._keep: torch.Tensor | None = None  # (K, |C|) float keep-mask of the current batch
         self._handles: list = []
         self._patched: list[nn.Module] = []
         self._depth = 0
+        self._fastpath: bool | None = None
+        self.fired: set[str] = set()  # groups whose hook ran in the last call (diagnostics)
         self.max_batch: int | None = None  # set by ablated_outputs after an out-of-memory
         self._keep_per_sample: torch.Tensor | None = None  # (K*E, |C|), for conv groups
         self._kinds = [g.kind(self._modules[g.module]) for g in spec.groups]
+        self._units = {  # units of each group's module, by group
+            id(g): k.count(self._modules[g.module])
+            for g, k in zip(spec.groups, self._kinds, strict=True)
+        }
         # Output masks along dim 1 (conv filters) take one factor per (sample, channel).
         self._conv_groups = any(
             not k.patched and k.side == "output" and k.dim == 1 for k in self._kinds
         )
+        if self._conv_groups and self.batch_dim != 0:
+            raise ValueError(
+                f"batch_dim={self.batch_dim}: convolution filters are masked along the "
+                "batch dimension 0 of their outputs; use batch_dim=0"
+            )
         self._forward = torch.compile(model) if compile else model
 
     # ------------------------------------------------------------------ hooks
-    def _keep_of(self, group: ComponentGroup, dtype: torch.dtype) -> torch.Tensor:
-        return self._keep[:, group.offset : group.offset + group.size].to(dtype)
+    def _pad(self, group: ComponentGroup, keep: torch.Tensor) -> torch.Tensor:
+        """A group's (rows, size) keep-mask as (rows, units of the module): kept outside
+        the group's range of units."""
+        units = self._units[id(group)]
+        if group.start == 0 and group.size == units:
+            return keep
+        full = keep.new_ones(keep.shape[0], units)
+        full[:, group.start : group.start + group.size] = keep
+        return full
 
-    def _mask_output(self, group: ComponentGroup, out, bias, channels_first: bool):
+    def _keep_of(self, group: ComponentGroup, dtype: torch.dtype) -> torch.Tensor:
+        keep = self._keep[:, group.offset : group.offset + group.size].to(dtype)
+        return self._pad(group, keep)
+
+    def _mask_output(self, group: ComponentGroup, out, bias, channels_first: bool, batch_dim=0):
         """Set the ablated units of a fresh output to their bias (0 if none), in place."""
+        self.fired.add(group.module)
         if channels_first:
             # One (sample, channel) factor per sample: a plain 4-D broadcast, about twice
             # as fast as a (K, 1, C, 1, 1) one over a (K, E, C, H, W) view (channels-last).
             keep = self._keep_per_sample[:, group.offset : group.offset + group.size]
             # In the output's dtype: a mixed-dtype in-place product (bf16 output, fp32
             # mask) is a slow, unvectorised loop on the CPU.
-            keep = keep.to(out.dtype).view(*keep.shape, *([1] * (out.dim() - 2)))
+            keep = self._pad(group, keep.to(out.dtype))
+            keep = keep.view(*keep.shape, *([1] * (out.dim() - 2)))
             view = out
-        else:  # (K, E, ..., C)
+        else:  # (.., K, E, .., C)
             keep = self._keep_of(group, out.dtype)
-            n_masks, units = keep.shape
-            keep = keep.view(n_masks, *([1] * (out.dim() - 1)), units)
-            view = _per_mask(out, n_masks)
+            view = _per_mask(out, keep.shape[0], batch_dim)
+            keep = _broadcast(keep, view, batch_dim)
         # Hooks run only under no_grad (see __call__): modify the fresh output in place.
         if bias is None:
             view.mul_(keep)
@@ -141,7 +219,9 @@ class MaskedModel:
         def hook(module, inputs, out):
             if self._keep is None:
                 return None
-            return self._mask_output(group, out, kind.ablated(module), channels_first)
+            return self._mask_output(
+                group, out, kind.ablated(module), channels_first, self.batch_dim
+            )
 
         return hook
 
@@ -149,21 +229,18 @@ class MaskedModel:
         """Zero input features of the hooked module (``width`` consecutive features per
         component: 1 for rows, head_dim for attention heads)."""
 
-        feature_units = None
-        if width > 1:  # component j covers features j*width .. (j+1)*width - 1
-            feature_units = torch.arange(group.size * width) // width
-
         def hook(module, args):
             if self._keep is None:
                 return None
+            self.fired.add(group.module)
             x = args[0]
             keep = self._keep_of(group, x.dtype)
-            if feature_units is not None:
-                keep = keep.index_select(1, feature_units.to(keep.device))
-            n_masks, features = keep.shape
-            keep = keep.view(n_masks, *([1] * (x.dim() - 1)), features)
+            if width > 1:  # component j covers features j*width .. (j+1)*width - 1
+                keep = keep.repeat_interleave(width, dim=1)
+            view = _per_mask(x, keep.shape[0], self.batch_dim)
             # The input may have other readers (e.g. a residual branch): never in place.
-            return ((_per_mask(x, n_masks) * keep).flatten(0, 1), *args[1:])
+            masked = view * _broadcast(keep, view, self.batch_dim)
+            return (masked.flatten(self.batch_dim, self.batch_dim + 1), *args[1:])
 
         return hook
 
@@ -173,10 +250,16 @@ class MaskedModel:
         attentions: dict[str, dict[str, ComponentGroup]] = {}
         for g, kind in zip(self.spec.groups, self._kinds, strict=True):
             if kind.patched:
+                if g.unit in attentions.get(g.module, {}):
+                    raise ValueError(
+                        f"attention module {g.module!r}: two {g.unit!r} groups; give its "
+                        "units as one group"
+                    )
                 attentions.setdefault(g.module, {})[g.unit] = g
                 continue
             module = self._modules[g.module]
-            site = module.get_submodule(kind.site) if kind.site else module
+            site_path = kind.site_of(module)
+            site = module.get_submodule(site_path) if site_path else module
             if kind.side == "output":
                 self._handles.append(site.register_forward_hook(self._out_hook(g, kind)))
             else:
@@ -184,7 +267,7 @@ class MaskedModel:
                 self._handles.append(site.register_forward_pre_hook(hook))
             # An attention's own forward bypasses its out_proj module: patch it so that
             # out_proj is called as a module and its hooks fire.
-            parent, _, leaf = ".".join(filter(None, (g.module, kind.site))).rpartition(".")
+            parent, _, leaf = ".".join(filter(None, (g.module, site_path))).rpartition(".")
             if leaf == "out_proj" and isinstance(self._modules.get(parent), nn.MultiheadAttention):
                 attentions.setdefault(parent, {})
         for name, groups in attentions.items():
@@ -198,7 +281,8 @@ class MaskedModel:
         self._patched.append(attention)
 
     def _attention(self, module: nn.MultiheadAttention, groups, x, attn_mask, is_causal):
-        """nn.MultiheadAttention's self-attention with per-sample component masks."""
+        """nn.MultiheadAttention's self-attention with per-sample component masks (its
+        callbacks see batch-first tensors, whatever the module's layout)."""
         n_masks = self._keep.shape[0]
         on_qkv = on_heads = None
         if "in_proj" in groups:
@@ -209,6 +293,7 @@ class MaskedModel:
         if "head" in groups:
 
             def on_heads(attended):  # (B, H, T, d)
+                self.fired.add(groups["head"].module)
                 keep = self._keep_of(groups["head"], attended.dtype)
                 keep = keep.view(n_masks, 1, module.num_heads, 1, 1)
                 return (_per_mask(attended, n_masks) * keep).flatten(0, 1)
@@ -224,7 +309,16 @@ class MaskedModel:
 
     def __enter__(self) -> MaskedModel:
         if self._depth == 0:
-            self._install()
+            # nn.TransformerEncoderLayer's fused fast path (eval, no_grad) calls neither
+            # the patched attention nor the hooked linear1/linear2.
+            self._fastpath = torch.backends.mha.get_fastpath_enabled()
+            torch.backends.mha.set_fastpath_enabled(False)
+            try:
+                self._install()
+            except BaseException:
+                self._remove()
+                torch.backends.mha.set_fastpath_enabled(self._fastpath)
+                raise
         self._depth += 1
         return self
 
@@ -232,6 +326,7 @@ class MaskedModel:
         self._depth -= 1
         if self._depth == 0:
             self._remove()
+            torch.backends.mha.set_fastpath_enabled(self._fastpath)
 
     # ------------------------------------------------------------------- call
     @torch.no_grad()
@@ -243,19 +338,20 @@ class MaskedModel:
         """
         first = next(iter(inputs.values())) if isinstance(inputs, Mapping) else inputs
         device = first.device
-        masks = torch.as_tensor(masks, device=device)
+        masks = keep_mask(masks, "masks").to(device)
         if masks.dim() != 2 or masks.shape[1] != len(self.spec):
             raise ValueError(
                 f"masks must have shape (K, {len(self.spec)}), got {tuple(masks.shape)}"
             )
-        batch = repeat_batch(inputs, masks.shape[0])
+        batch = repeat_batch(inputs, masks.shape[0], self.batch_dim)
         with self:
             self._keep = masks.to(torch.float32)
+            self.fired = set()
             if self._conv_groups:
                 # Convs take one factor per (sample, channel), made here in one copy rather
                 # than per hooked module (every small op costs a thread-pool round trip on CPUs;
                 # on the CPU, index_select is also ~500x faster than expand().reshape()).
-                n_samples, n_examples = batch_size_of(batch), batch_size_of(inputs)
+                n_samples, n_examples = batch_size_of(batch), batch_size_of(inputs)  # dim 0
                 mask_of_sample = torch.arange(n_samples, device=device) // n_examples
                 self._keep_per_sample = self._keep.index_select(0, mask_of_sample)
             try:
@@ -319,8 +415,8 @@ def auto_max_batch(
     device = labels.device
     if device.type != "cuda":
         return fastest_cpu_batch(masked, inputs, labels, output_fn, autocast, cpu_batch)
-    probe = min(batch_size_of(inputs), 32)
-    x, y = take(inputs, slice(0, probe)), labels[:probe]
+    probe = min(batch_size_of(inputs, masked.batch_dim), 32)
+    x, y = take(inputs, slice(0, probe), masked.batch_dim), labels[:probe]
     keep_all = torch.ones(1, len(masked.spec), dtype=torch.bool, device=device)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -361,13 +457,13 @@ def fastest_cpu_batch(
     passes, eager (a compiled forward would recompile for every size). ``clock`` measures
     the passes (tests inject a deterministic one).
     """
-    n_examples = batch_size_of(inputs)
+    n_examples = batch_size_of(inputs, masked.batch_dim)
     keep_all = torch.ones(1, len(masked.spec), dtype=torch.bool, device=labels.device)
 
     def batch_of(size: int):
         examples = min(size, n_examples)
         keep = keep_all.expand(max(1, size // examples), -1)
-        x = take(inputs, slice(0, examples))
+        x = take(inputs, slice(0, examples), masked.batch_dim)
         return x, keep, _repeat_labels(labels[:examples], keep.shape[0])
 
     def seconds_of_pass(x, keep, y) -> float:
@@ -433,7 +529,7 @@ def ablated_outputs(
     the size that worked is kept in ``masked.max_batch`` for later calls.
     ``autocast``: bf16 autocast (default: on CUDA only).
     """
-    n_masks, n_examples = masks.shape[0], batch_size_of(inputs)
+    n_masks, n_examples = masks.shape[0], batch_size_of(inputs, masked.batch_dim)
     device = labels.device
     max_batch = min(max_batch, masked.max_batch or max_batch)
     out = torch.empty(n_masks, n_examples, dtype=torch.float32)
@@ -442,7 +538,8 @@ def ablated_outputs(
         while e0 < n_examples:
             ex_chunk = min(n_examples - e0, max_batch)
             mask_chunk = max(1, max_batch // ex_chunk)
-            x, y = take(inputs, slice(e0, e0 + ex_chunk)), labels[e0 : e0 + ex_chunk]
+            x = take(inputs, slice(e0, e0 + ex_chunk), masked.batch_dim)
+            y = labels[e0 : e0 + ex_chunk]
             try:
                 k0 = 0
                 while k0 < n_masks:
