@@ -24,10 +24,11 @@ from coar_replication.stories import stories
 PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 PAPER_CONFIG = yaml.safe_load(PAPER.read_text())
 # The heads' path is the same rules with another component kind (the mini workflow runs
-# both): one GPT-2 setup here keeps the test short. Phi-2's two setups run in the same
-# Snakemake invocation (one start, shared downloads of the stories).
+# both): one GPT-2 setup here keeps the test short, and so does one Phi-2 setup, the MLP
+# neurons (Phi's heads through the engine: tests/test_lm.py), run in the same Snakemake
+# invocation (one start, one download of the stories).
 LM_SETUP = "gpt2_rows"
-PHI_MASKS = {"phi2_heads": 30, "phi2_mlp": 40}
+PHI_SETUP, PHI_MASKS = "phi2_mlp", 40
 N_STORIES, LAST = 12, 5
 
 
@@ -82,9 +83,12 @@ def overlay(url: str, files: dict) -> dict:
                     "baselines": ["atp"],
                 },
             }
-            for setup, n_masks in {LM_SETUP: 60, **PHI_MASKS}.items()
+            for setup, n_masks in {LM_SETUP: 60, PHI_SETUP: PHI_MASKS}.items()
         },
-        "figures": {"figI1": {"title": "Coar on GPT-2", "setups": [LM_SETUP]}},
+        "figures": {
+            "figI1": {"title": "Coar on GPT-2", "setups": [LM_SETUP]},
+            "figPhi2": {"title": "Coar on Phi-2", "setups": [PHI_SETUP]},
+        },
     }
 
 
@@ -150,21 +154,13 @@ def test_phi2_rules_run_from_pinned_shards_to_figure(lm_run):
     assert (results / "figures" / "figPhi2.pdf").read_bytes()[:4] == b"%PDF"
     log = (results / "logs" / "lm_import" / "phi2.log").read_text()
     assert "PhiForCausalLM from 2 weights file(s)" in log
-    layers = PHI_ARCH["num_hidden_layers"]
-    sizes = {
-        "phi2_heads": layers * PHI_ARCH["num_attention_heads"],
-        "phi2_mlp": layers * PHI_ARCH["intermediate_size"],
-    }
-    for setup, size in sizes.items():
-        attributions = Attributions.load(results / "attributions" / setup / "coar.pt")
-        assert attributions.weight.shape == (size, LAST)
-        summary = pd.read_csv(results / "eval" / setup / "summary.csv")
-        assert set(summary.method) == {"coar", "atp"}
-        assert np.isfinite(summary.mean_corr).all()
-    heads = Attributions.load(results / "attributions" / "phi2_heads" / "coar.pt")
-    assert heads.component_names[0].startswith("model.layers.0.self_attn.dense")
-    neurons = Attributions.load(results / "attributions" / "phi2_mlp" / "coar.pt")
-    assert neurons.component_names[0].startswith("model.layers.0.mlp.fc1")
+    neurons = Attributions.load(results / "attributions" / PHI_SETUP / "coar.pt")
+    size = PHI_ARCH["num_hidden_layers"] * PHI_ARCH["intermediate_size"]
+    assert neurons.weight.shape == (size, LAST)
+    assert neurons.component_names[0] == "model.layers.0.mlp.fc1[0]"
+    summary = pd.read_csv(results / "eval" / PHI_SETUP / "summary.csv")
+    assert set(summary.method) == {"coar", "atp"}
+    assert np.isfinite(summary.mean_corr).all()
 
 
 def test_paper_config_plans_phi2_from_shards_to_figure(tmp_path):
