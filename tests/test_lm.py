@@ -265,18 +265,12 @@ def test_phi_setup_and_engine_equal_zeroing_weights(tmp_path):
             np.testing.assert_allclose(fast[k].numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_phi_2_component_counts():
-    from transformers import PhiConfig, PhiForCausalLM
+def test_phi_2_component_counts(capsys):
+    from coar_workflow.cli import main
 
-    config = PhiConfig(
-        vocab_size=51200,
-        hidden_size=2560,
-        intermediate_size=10240,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        partial_rotary_factor=0.4,
-    )
-    with torch.device("meta"):
-        model = PhiForCausalLM(config)
-    assert len(component_spec(model, "attention_heads")) == 1_024
-    assert len(component_spec(model, "mlp_neurons")) == 327_680
+    main(["components", "phi2"])
+    assert capsys.readouterr().out.splitlines()[-1] == "total: 1024"
+    main(["components", "phi2", "--kind", "mlp_neurons"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model.layers.0.mlp.fc1", "10240"]
+    assert lines[-1] == "total: 327680"

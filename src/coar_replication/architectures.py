@@ -298,6 +298,30 @@ ARCHITECTURES: dict[str, Architecture] = {
         dict(n_layer=2, n_embd=32, n_head=4, n_positions=32, vocab_size=97),
         "gpt2",
     ),
+    # microsoft/phi-2 (not in the paper): 1,024 attention heads, 327,680 MLP neurons.
+    "phi2": Architecture(
+        "attention_heads",
+        "language",
+        dict(
+            vocab_size=51200,
+            hidden_size=2560,
+            intermediate_size=10240,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            max_position_embeddings=2048,
+            partial_rotary_factor=0.4,
+        ),
+        dict(
+            vocab_size=97,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=32,
+            partial_rotary_factor=0.5,
+        ),
+        "phi",
+    ),
 }
 
 

@@ -85,12 +85,12 @@ def main(argv=None) -> None:
     p = sub.add_parser("components", help="list the components of a setup or a checkpoint")
     p.add_argument(
         "setup",
-        help="mini_digits, cifar_miniresnet, imagenet_resnet50, imagenet_vit or gpt2 "
-        "(the paper's architecture), or a MiniResNet checkpoint saved by the workflow",
+        help="mini_digits, cifar_miniresnet, imagenet_resnet50, imagenet_vit, gpt2 "
+        "(the paper's architecture) or phi2, or a MiniResNet checkpoint saved by the workflow",
     )
     p.add_argument(
         "--kind",
-        choices=["conv_filters", "vit_neurons", "gpt2_rows", "attention_heads"],
+        choices=["conv_filters", "vit_neurons", "gpt2_rows", "attention_heads", "mlp_neurons"],
         help="component kind (default: the paper's kind for the setup)",
     )
     p.set_defaults(func=components)
