@@ -40,6 +40,7 @@ from coar.components import (
     zero_components,
 )
 from coar.edit import Edit, apply_edit, greedy_sweep, welch_t
+from coar.exactness import check_exact
 from coar.masking import MaskedModel
 from coar.masks import sample_masks
 from coar.outputs import margin
@@ -56,6 +57,7 @@ __all__ = [
     "apply_edit",
     "attention_heads",
     "attribute",
+    "check_exact",
     "component_spec",
     "compute_baseline",
     "conv_filters",

@@ -51,6 +51,7 @@ def ablate_rows(
     compile: bool = False,
     progress: bool = True,
     desc: str = "ablate",
+    batch_dim: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep-masks (len(rows), |C|) and outputs (len(rows), N) for the given mask rows.
 
@@ -62,15 +63,16 @@ def ablate_rows(
 
     ``masks_per_batch``: ablated models per forward pass, or ``"auto"`` (fill the
     GPU; on the CPU, the fastest of a few probed sizes). ``precision``: ``auto``
-    (bf16 on CUDA, fp32 on the CPU), ``fp32`` or ``bf16``.
+    (bf16 on CUDA, fp32 on the CPU), ``fp32`` or ``bf16``. ``batch_dim``: the
+    inputs' example dimension (`coar.masking.MaskedModel`).
     """
     rows = np.asarray(rows, dtype=np.int64)
     model = model.eval()
     inputs = to_channels_last(model, inputs)
-    masked = MaskedModel(model, components, compile=compile)
+    masked = MaskedModel(model, components, compile=compile, batch_dim=batch_dim)
     bf16 = uses_bf16(labels.device, precision)
     masks = sample_masks(seed, stream, rows, len(components), alpha)
-    n_examples = batch_size_of(inputs)
+    n_examples = batch_size_of(inputs, masked.batch_dim)
     outputs = np.empty((len(rows), n_examples), dtype=np.float32)
     with masked:  # hooks stay installed for the whole run (a compiled graph keeps them)
         if masks_per_batch == "auto":

@@ -33,8 +33,9 @@ from coar.evaluation import (
     per_example_correlation,
     summarize_correlations,
 )
+from coar.exactness import verify_exact
 from coar.fit import fit_from_batches
-from coar.masking import Inputs, batch_size_of, take
+from coar.masking import Inputs, batch_size_of, resolve_batch_dim, take
 from coar.masks import shard_rows
 from coar.outputs import OUTPUTS
 from coar.store import iter_shards, run_id, write_shard
@@ -102,6 +103,11 @@ class AttributionRun:
     the shards and the run's record (``run.json``); a second run on the same store
     must have the same settings. ``identity`` adds fields that tell this run's shards
     from others' (e.g. which examples), recorded in every shard and checked by `fit`.
+    ``batch_dim``: the inputs' example dimension (1 for sequence-first models; see
+    `coar.masking.MaskedModel`). ``check_exact``: first compare the masking engine
+    with literally zeroing the weights on 2 examples and 2 masks, and raise if they
+    differ by more than 1e-4 of the outputs' scale (1e-2 for half-precision weights;
+    `coar.exactness.verify_exact`).
 
     Example:
 
@@ -142,6 +148,8 @@ class AttributionRun:
         progress: bool = True,
         name: str = "model",
         identity: dict | None = None,
+        batch_dim: int | None = None,
+        check_exact: bool = True,
     ):
         if int(n_masks) < 1:
             raise ValueError(f"n_masks must be at least 1, got {n_masks}")
@@ -153,14 +161,21 @@ class AttributionRun:
         if labels is None:
             labels = _predicted_labels(self.model, self.inputs)
         self.labels = torch.as_tensor(labels).to(self.device)
-        if len(self.labels) != batch_size_of(self.inputs):
-            raise ValueError(f"{len(self.labels)} labels for {batch_size_of(self.inputs)} examples")
+        examples_dim = resolve_batch_dim(self.model, batch_dim)
+        n_inputs = batch_size_of(self.inputs, examples_dim)
+        if len(self.labels) != n_inputs:
+            raise ValueError(f"{len(self.labels)} labels for {n_inputs} examples")
+        if check_exact:  # the engine against literal zeroing, on 2 examples and 2 masks
+            first = take(self.inputs, slice(0, 2), examples_dim)
+            verify_exact(self.model, self.spec, first, self.labels[:2], output=self.output_fn,
+                         batch_dim=examples_dim)  # fmt: skip
         self.run = run_id(seed, stream, alpha, n_masks)
         for key, value in (identity or {}).items():
             if key in self.run and self.run[key] != value:
                 raise ValueError(f"identity {key}={value!r} contradicts {key}={self.run[key]!r}")
             self.run[key] = value
-        self.settings = dict(masks_per_batch=masks_per_batch, precision=precision, compile=compile)
+        self.settings = dict(masks_per_batch=masks_per_batch, precision=precision)
+        self.settings.update(compile=compile, batch_dim=batch_dim)
         self.progress, self.name = progress, name
         self.store = None if store is None else Path(store)
         if self.store is not None:
@@ -353,7 +368,8 @@ def attribute(
     >>> attributions.weight.shape
     (4, 8)
     """
-    run_keys = {"masks_per_batch", "precision", "compile", "name", "stream"}
+    run_keys = {"masks_per_batch", "precision", "compile", "name", "stream", "batch_dim"}
+    run_keys |= {"check_exact"}
     run_options = {k: v for k, v in options.items() if k in run_keys}
     fit_options = {k: v for k, v in options.items() if k not in run_keys}
     run = AttributionRun(

@@ -137,8 +137,11 @@ class _ExposedAttention:
     def _forward(self, name: str):
         tap = self.qkv[name]
 
-        def forward(module, x, attn_mask, is_causal):
-            return self_attention(module, x, attn_mask, is_causal, on_qkv=tap)
+        def forward(module, x, attn_mask, is_causal, **extra):
+            # a cross-attention has no packed projection to tap (its in_proj rows are
+            # refused by the masking engine too)
+            on_qkv = tap if x is extra["key"] is extra["value"] else None
+            return self_attention(module, x, attn_mask, is_causal, on_qkv=on_qkv, **extra)
 
         return forward
 
@@ -296,6 +299,13 @@ def attribution_patching(
                 with torch.enable_grad():
                     total = output_fn(_call(model, take(inputs, s)), labels[s]).sum()
                     acts = list(captured)
+                    for g, act in zip(spec.groups, acts, strict=True):
+                        if act is None:
+                            raise RuntimeError(
+                                f"component group {g.label!r}: its activation was never "
+                                "computed (a module used without being called, or a "
+                                "cross-attention's in_proj rows); exclude it"
+                            )
                     # Examples do not interact (eval mode): the gradient of the sum holds
                     # every example's own activation gradients.
                     grads = torch.autograd.grad(total, acts)

@@ -433,9 +433,11 @@ class ComponentGroup:
 
 
 def _storage_key(param: torch.Tensor):
+    """Parameters with one key hold the same values (the same tensor, or views of the
+    same memory with the same shape, as tied weights are)."""
     if param.is_meta:  # meta tensors have no storage: the object is all there is
         return id(param)
-    return (str(param.device), param.untyped_storage().data_ptr())
+    return (str(param.device), param.data_ptr(), tuple(param.shape))
 
 
 def shared_parameters(model: nn.Module) -> dict:
@@ -467,8 +469,9 @@ class ComponentSpec:
     >>> len(spec), spec.names()[:2], spec.table()
     (16, ['0[0]', '0[1]'], [('0', 8), ('2', 8)])
     >>> spec.check(model)  # raises, naming the module, if the spec does not fit
-    >>> ComponentSpec([("0", 3, "out", 5)]).names()  # rows 5..7 of the first layer
-    ['0[5]', '0[6]', '0[7]']
+    >>> part = ComponentSpec([("0", 3, "out", 5)])  # rows 5..7 of the first layer
+    >>> part.names(), part.table()
+    (['0[5]', '0[6]', '0[7]'], [('0[5:8]', 3)])
     """
 
     def __init__(self, groups: Iterable[tuple], kind: str | None = None):
@@ -495,7 +498,12 @@ class ComponentSpec:
         return [f"{g.label}[{g.start + j}]" for g in self.groups for j in range(g.size)]
 
     def table(self) -> list[tuple[str, int]]:
-        return [(g.label, g.size) for g in self.groups]
+        """(label, size) of every group; a group of a range of its module's units is
+        labelled ``label[start:stop]``."""
+        return [
+            (g.label if g.whole else f"{g.label}[{g.start}:{g.start + g.size}]", g.size)
+            for g in self.groups
+        ]
 
     def check(self, model: nn.Module) -> None:
         """Fail with the culprit's name if a group does not match the model, or if the

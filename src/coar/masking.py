@@ -274,13 +274,18 @@ class MaskedModel:
             self._patch_attention(self._modules[name], name, groups)
 
     def _patch_attention(self, attention: nn.MultiheadAttention, name: str, groups) -> None:
-        def run(module, x, attn_mask, is_causal):
-            return self._attention(module, groups, x, attn_mask, is_causal)
+        def run(module, x, attn_mask, is_causal, **extra):
+            if "in_proj" in groups and not (x is extra["key"] is extra["value"]):
+                raise NotImplementedError(
+                    f"attention module {name!r} is a cross-attention: its in_proj rows "
+                    "cannot be masked (its heads and out_proj can); exclude them"
+                )
+            return self._attention(module, groups, x, attn_mask, is_causal, extra)
 
         patch_self_attention(attention, name, run, "masked", lambda: self._keep is not None)
         self._patched.append(attention)
 
-    def _attention(self, module: nn.MultiheadAttention, groups, x, attn_mask, is_causal):
+    def _attention(self, module: nn.MultiheadAttention, groups, x, attn_mask, is_causal, extra):
         """nn.MultiheadAttention's self-attention with per-sample component masks (its
         callbacks see batch-first tensors, whatever the module's layout)."""
         n_masks = self._keep.shape[0]
@@ -298,7 +303,7 @@ class MaskedModel:
                 keep = keep.view(n_masks, 1, module.num_heads, 1, 1)
                 return (_per_mask(attended, n_masks) * keep).flatten(0, 1)
 
-        return self_attention(module, x, attn_mask, is_causal, on_qkv, on_heads)
+        return self_attention(module, x, attn_mask, is_causal, on_qkv, on_heads, **extra)
 
     def _remove(self) -> None:
         for handle in self._handles:
