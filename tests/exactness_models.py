@@ -151,10 +151,11 @@ def _text(name: str) -> Case:
         "bert": (t.BertConfig, t.BertForSequenceClassification),
         "roberta": (t.RobertaConfig, t.RobertaForSequenceClassification),
         "qwen2": (t.Qwen2Config, t.Qwen2ForCausalLM),
+        "mistral": (t.MistralConfig, t.MistralForCausalLM),
         "phi": (t.PhiConfig, t.PhiForCausalLM),
         "gpt_neox": (t.GPTNeoXConfig, t.GPTNeoXForCausalLM),
     }[name]
-    if name == "qwen2":
+    if name in ("qwen2", "mistral"):
         small["num_key_value_heads"] = 2
     return Case(_hf(config, model, **small), _tokens(64))
 
@@ -220,6 +221,7 @@ MODELS: dict[str, tuple[Callable[[], Case], tuple[str, ...]]] = {
     "Llama (GQA, tied)": (lambda: _llama(True), TRANSFORMER),
     "Llama (GQA, untied)": (lambda: _llama(False), TRANSFORMER),
     "Qwen2 (GQA)": (lambda: _text("qwen2"), TRANSFORMER),
+    "Mistral (GQA)": (lambda: _text("mistral"), TRANSFORMER),
     "Phi": (lambda: _text("phi"), TRANSFORMER),
     "GPT-NeoX": (lambda: _text("gpt_neox"), TRANSFORMER),
     "HF ViT": (lambda: _hf_vision("vit"), VISION_TRANSFORMER),

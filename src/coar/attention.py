@@ -103,6 +103,11 @@ def check_patchable(attention: nn.MultiheadAttention, name: str) -> None:
             f"attention module {name!r} is already patched (by another active MaskedModel "
             "or baseline)"
         )
+    if attention.in_proj_weight is None:
+        raise NotImplementedError(
+            f"attention module {name!r}: MultiheadAttention with separate q/k/v projections "
+            "(kdim/vdim) is not supported; exclude it"
+        )
     if attention.bias_k is not None or attention.add_zero_attn:
         raise NotImplementedError(
             f"attention module {name!r}: add_bias_kv / add_zero_attn are not supported"

@@ -663,7 +663,9 @@ def linear_neurons(
 ):
     """The output rows (``unit="out"``) or input columns (``unit="in"``) of every
     nn.Linear and Hugging Face ``Conv1D``, in ``named_modules`` order; the output
-    layers (`output_modules`) are left out unless ``include_output``.
+    layers (`output_modules`) are left out unless ``include_output``, and so are the
+    Linears that their parent uses without calling them (`FUNCTIONAL_PARENTS`). An
+    nn.MultiheadAttention's packed Q/K/V projection is no Linear (`vit_neurons` has it).
 
     >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     >>> linear_neurons(model).table(), linear_neurons(model, unit="in").table()

@@ -7,6 +7,11 @@ first and restored afterwards, also on error, so no copy of the model is made),
 and returns the worst difference relative to the outputs' scale. `verify_exact`
 raises if that exceeds a tolerance; `coar.attribute` and `coar.AttributionRun`
 call it once on a small batch unless ``check_exact=False``.
+
+The check runs without autocast, whatever precision a run uses: it tests the
+engine's logic (which activation each component's mask reaches), not bf16
+rounding, so fp32 weights get the tight tolerance `TOLERANCE_FP32` and only
+half-precision weights the looser `TOLERANCE_HALF`.
 """
 
 from __future__ import annotations
