@@ -1,10 +1,11 @@
-"""Causal LMs: the margin output, stories and tokenizer, GPT-2 checkpoints, setups."""
+"""Causal LMs: the margin output, stories and tokenizer, GPT-2 and Phi checkpoints, setups."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
+from tiny_sources import PHI_ARCH, write_hf_phi
 
 from coar.components import component_spec, zero_components
 from coar.masking import MaskedModel, ablated_outputs
@@ -13,7 +14,7 @@ from coar_replication.checkpoints import save_model
 from coar_replication.lm import (
     IGNORE,
     check_right_padded,
-    import_hf_gpt2,
+    import_hf_causal_lm,
     load_causal_lm,
     load_lm,
     mean_token_margin,
@@ -185,7 +186,7 @@ def test_hugging_face_files_import(tmp_path):
     }
     tensors["h.0.attn.bias"] = torch.ones(1, 1, 16, 16)
     save_file(tensors, tmp_path / "model.safetensors")
-    imported = import_hf_gpt2(tmp_path / "config.json", tmp_path / "model.safetensors")
+    imported = import_hf_causal_lm(tmp_path / "config.json", tmp_path / "model.safetensors")
     ids = torch.tensor([[1, 5, 7, 9]])
     with torch.no_grad():
         torch.testing.assert_close(imported(input_ids=ids).logits, model(input_ids=ids).logits)
@@ -195,3 +196,81 @@ def test_tinystories_text_file(tmp_path):
     path = tmp_path / "stories.txt"
     path.write_text("One day, a cat.\n<|endoftext|>\nTom ran.\nHe was happy.\n<|endoftext|>\n\n")
     assert read_tinystories(path) == ["One day, a cat.", "Tom ran.\nHe was happy."]
+
+
+PHI_SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+
+
+def test_sharded_hugging_face_phi_imports_and_round_trips(tmp_path):
+    """phi-2's layout: config.json and float16 weights in two shards."""
+    model = write_hf_phi(tmp_path, vocab_size=30, n_positions=16, seed=1)
+    shards = [tmp_path / name for name in PHI_SHARDS]
+    imported = import_hf_causal_lm(tmp_path / "config.json", shards)
+    assert type(imported).__name__ == "PhiForCausalLM" and not imported.training
+    ids = torch.tensor([[1, 5, 7, 9, 2]])
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        torch.testing.assert_close(imported(input_ids=ids).logits, expected)
+    save_model(imported, tmp_path / "model.pt", components="mlp_neurons")
+    checkpoint = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert checkpoint["format"] == "phi" and "lm_head.bias" in checkpoint["state_dict"]
+    loaded, meta = load_lm(tmp_path / "model.pt")
+    assert meta["components"] == "mlp_neurons"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, expected)
+
+
+def test_a_missing_or_repeated_shard_is_named(tmp_path):
+    write_hf_phi(tmp_path, vocab_size=30, n_positions=16)
+    config, (first, second) = tmp_path / "config.json", [tmp_path / n for n in PHI_SHARDS]
+    with pytest.raises(KeyError, match=r"missing \['lm_head.bias'.*is a shard missing"):
+        import_hf_causal_lm(config, [first])
+    with pytest.raises(ValueError, match="model.embed_tokens.weight' is in both"):
+        import_hf_causal_lm(config, [first, second, first])
+    (tmp_path / "other.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ValueError, match="model_type 'llama'"):
+        import_hf_causal_lm(tmp_path / "other.json", [first, second])
+
+
+def test_phi_setup_and_engine_equal_zeroing_weights(tmp_path):
+    """Phi through the setup loader and the masking engine, for both component kinds."""
+    model = write_hf_phi(tmp_path, vocab_size=30, n_positions=16, seed=2)
+    input_ids, attention_mask = padded_batch([16, 9, 3], 30, 16, torch.Generator().manual_seed(2))
+    np.savez(tmp_path / "data.npz", input_ids=input_ids.numpy(), attention_mask=attention_mask)
+    layers, heads = PHI_ARCH["num_hidden_layers"], PHI_ARCH["num_attention_heads"]
+    counts = {
+        "attention_heads": layers * heads,
+        "mlp_neurons": layers * PHI_ARCH["intermediate_size"],
+    }
+    for kind, count in counts.items():
+        save_model(model, tmp_path / "model.pt", components=kind)
+        setup = load_causal_lm(
+            "phi", tmp_path / "model.pt", tmp_path / "data.npz", torch.device("cpu")
+        )
+        assert len(setup.spec) == count
+        masks = torch.from_numpy(sample_masks(0, "test", range(4), count, 0.3))
+        fast = ablated_outputs(
+            MaskedModel(setup.model, setup.spec),
+            setup.inputs,
+            setup.labels,
+            masks,
+            mean_token_margin,
+            max_batch=6,
+        )
+        for k, keep in enumerate(masks):
+            ablated = zero_components(load_lm(tmp_path / "model.pt")[0], setup.spec, keep)
+            with torch.no_grad():
+                logits = ablated(input_ids=input_ids).logits
+            expected = margin_loop(logits, input_ids, attention_mask)
+            np.testing.assert_allclose(fast[k].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_phi_2_component_counts(capsys):
+    from coar_workflow.cli import main
+
+    main(["components", "phi2"])
+    assert capsys.readouterr().out.splitlines()[-1] == "total: 1024"
+    main(["components", "phi2", "--kind", "mlp_neurons"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model.layers.0.mlp.fc1", "10240"]
+    assert lines[-1] == "total: 327680"

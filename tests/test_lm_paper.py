@@ -1,6 +1,7 @@
-"""The paper config's GPT-2 rules, end to end on CPU, from a loopback server serving tiny
-stand-ins of the Hugging Face files (config.json, model.safetensors in the hub's layout,
-tokenizer.json) and of TinyStories-valid.txt, each checked against its pinned digest."""
+"""The paper config's GPT-2 and Phi-2 rules, end to end on CPU, from a loopback server
+serving tiny stand-ins of the Hugging Face files (config.json, model.safetensors in the
+hub's layout, phi-2's two shards, tokenizer.json) and of TinyStories-valid.txt, each checked
+against its pinned digest (here: the stand-ins')."""
 
 import hashlib
 import json
@@ -14,6 +15,7 @@ import yaml
 from loopback import FileServer
 from test_workflow import planned_jobs, write_yaml
 from test_workflow import snakemake as run_snakemake
+from tiny_sources import PHI_ARCH, write_hf_phi
 
 from coar.attributions import Attributions
 from coar_replication.lm import tiny_gpt2
@@ -22,13 +24,17 @@ from coar_replication.stories import stories
 PAPER = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 PAPER_CONFIG = yaml.safe_load(PAPER.read_text())
 # The heads' path is the same rules with another component kind (the mini workflow runs
-# both): one setup here keeps the test short.
+# both): one GPT-2 setup here keeps the test short, and so does one Phi-2 setup, the MLP
+# neurons (Phi's heads through the engine: tests/test_lm.py), run in the same Snakemake
+# invocation (one start, one download of the stories).
 LM_SETUP = "gpt2_rows"
+PHI_SETUP, PHI_MASKS = "phi2_mlp", 40
 N_STORIES, LAST = 12, 5
 
 
-def write_hf_gpt2(directory: Path) -> None:
-    """A byte-level BPE tokenizer and a tiny random GPT-2 saved as the hub stores gpt2."""
+def write_hf_models(directory: Path) -> None:
+    """A byte-level BPE tokenizer, a tiny random GPT-2 saved as the hub stores gpt2 and a
+    tiny random Phi as the hub stores microsoft/phi-2 (two shards)."""
     from safetensors.torch import save_file
     from tokenizers import ByteLevelBPETokenizer
 
@@ -51,6 +57,11 @@ def write_hf_gpt2(directory: Path) -> None:
     save_file(tensors, directory / "gpt2_model.safetensors")
     text = "\n<|endoftext|>\n".join(stories(7, 0, N_STORIES)) + "\n<|endoftext|>\n"
     (directory / "TinyStories-valid.txt").write_text(text)
+    # phi-2's tokenizer is a GPT-2-style BPE too: the same stand-in serves both.
+    (directory / "phi2_tokenizer.json").write_bytes(
+        (directory / "gpt2_tokenizer.json").read_bytes()
+    )
+    write_hf_phi(directory, tokenizer.get_vocab_size(), 64, prefix="phi2_", seed=0)
 
 
 def overlay(url: str, files: dict) -> dict:
@@ -59,28 +70,34 @@ def overlay(url: str, files: dict) -> dict:
             name: {"url": f"{url}/{name}", "sha256": hashlib.sha256(body).hexdigest()}
             for name, body in files.items()
         },
-        "language_models": {"gpt2": {"stories": {"last": LAST, "max_tokens": 48}}},
+        "language_models": {
+            name: {"stories": {"last": LAST, "max_tokens": 48}} for name in ("gpt2", "phi2")
+        },
         "setups": {
-            LM_SETUP: {
-                "ablation": {"n_masks": 60, "n_shards": 1, "masks_per_batch": 10},
+            setup: {
+                "ablation": {"n_masks": n_masks, "n_shards": 1, "masks_per_batch": 10},
                 "evaluation": {
-                    "alpha_test": [PAPER_CONFIG["setups"][LM_SETUP]["ablation"]["alpha_train"]],
+                    "alpha_test": [PAPER_CONFIG["setups"][setup]["ablation"]["alpha_train"]],
                     "n_masks": 10,
                     "n_bootstrap": 100,
                     "baselines": ["atp"],
                 },
             }
+            for setup, n_masks in {LM_SETUP: 60, PHI_SETUP: PHI_MASKS}.items()
         },
-        "figures": {"figI1": {"title": "Coar on GPT-2", "setups": [LM_SETUP]}},
+        "figures": {
+            "figI1": {"title": "Coar on GPT-2", "setups": [LM_SETUP]},
+            "figPhi2": {"title": "Coar on Phi-2", "setups": [PHI_SETUP]},
+        },
     }
 
 
 @pytest.fixture(scope="module")
-def gpt2_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("gpt2")
+def lm_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("lm")
     served = workdir / "served"
     served.mkdir()
-    write_hf_gpt2(served)
+    write_hf_models(served)
     files = {path.name: path.read_bytes() for path in served.iterdir()}
     server = FileServer()
     server.files = {f"/{name}": body for name, body in files.items()}
@@ -88,16 +105,16 @@ def gpt2_run(tmp_path_factory):
         result = run_snakemake(
             workdir,
             PAPER,
-            write_yaml(workdir / "gpt2.yaml", overlay(server.url, files)),
-            args=["--", "results/figures/figI1.pdf"],
+            write_yaml(workdir / "lm.yaml", overlay(server.url, files)),
+            args=["--", "results/figures/figI1.pdf", "results/figures/figPhi2.pdf"],
         )
     assert result.returncode == 0, result.stderr[-6000:]
     return workdir, files
 
 
 @pytest.mark.workflow
-def test_gpt2_rules_run_from_pinned_downloads_to_figure(gpt2_run):
-    workdir, files = gpt2_run
+def test_gpt2_rules_run_from_pinned_downloads_to_figure(lm_run):
+    workdir, files = lm_run
     results = workdir / "results"
     assert (results / "figures" / "figI1.pdf").read_bytes()[:4] == b"%PDF"
     for name, body in files.items():
@@ -121,10 +138,45 @@ def test_paper_config_plans_gpt2_from_downloads_to_figure(tmp_path):
         "download_gpt2_model_safetensors",
         "download_gpt2_tokenizer_json",
         "download_TinyStories_valid_txt",
-        "lm_import_gpt2",
+        "lm_import",
         "lm_tinystories",
         "figI1",
     ):
         assert jobs.get(rule) == 1, (rule, jobs)
     assert jobs["lm_setup"] == jobs["fit"] == 2  # gpt2_rows and gpt2_heads
     assert jobs["ablate"] == 100 + 10
+
+
+@pytest.mark.workflow
+def test_phi2_rules_run_from_pinned_shards_to_figure(lm_run):
+    workdir, files = lm_run
+    results = workdir / "results"
+    assert (results / "figures" / "figPhi2.pdf").read_bytes()[:4] == b"%PDF"
+    log = (results / "logs" / "lm_import" / "phi2.log").read_text()
+    assert "PhiForCausalLM from 2 weights file(s)" in log
+    neurons = Attributions.load(results / "attributions" / PHI_SETUP / "coar.pt")
+    size = PHI_ARCH["num_hidden_layers"] * PHI_ARCH["intermediate_size"]
+    assert neurons.weight.shape == (size, LAST)
+    assert neurons.component_names[0] == "model.layers.0.mlp.fc1[0]"
+    summary = pd.read_csv(results / "eval" / PHI_SETUP / "summary.csv")
+    assert set(summary.method) == {"coar", "atp"}
+    assert np.isfinite(summary.mean_corr).all()
+
+
+def test_paper_config_plans_phi2_from_shards_to_figure(tmp_path):
+    result = run_snakemake(tmp_path, PAPER, args=["--dry-run", "--", "results/figures/figPhi2.pdf"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    for rule in (
+        "download_phi2_config_json",
+        "download_phi2_model_00001_of_00002_safetensors",
+        "download_phi2_model_00002_of_00002_safetensors",
+        "download_phi2_tokenizer_json",
+        "download_TinyStories_valid_txt",
+        "lm_import",
+        "lm_tinystories",
+        "figPhi2",
+    ):
+        assert jobs.get(rule) == 1, (rule, jobs)
+    assert jobs["lm_setup"] == jobs["fit"] == 2  # phi2_heads and phi2_mlp
+    assert jobs["ablate"] == 10 + 100

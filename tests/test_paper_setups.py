@@ -577,10 +577,12 @@ def test_paper_config_plans_every_job_from_download_to_figure(tmp_path):
     assert jobs["check_imagenet"] == jobs["prepare_imagenet"] == 2
     # A, B, C and the editing figures' models (Waterbirds, CelebA, backdoored CIFAR)
     assert jobs["import_model"] == jobs["prepare_examples"] == 6
-    # + GPT-2's two setups (figI1): gpt2_rows (100 shards) and gpt2_heads (10 shards)
-    assert jobs["fit"] == 3 + 2
-    assert jobs["ablate"] == 50 + 200 + 100 + 100 + 10
-    assert jobs["evaluation_outputs"] == 9 + 6
+    # + GPT-2's two setups (figI1): gpt2_rows (100 shards) and gpt2_heads (10 shards),
+    # and Phi-2's (figPhi2): phi2_heads (10 shards) and phi2_mlp (100 shards)
+    assert jobs["fit"] == 3 + 2 + 2
+    assert jobs["ablate"] == 50 + 200 + 100 + 100 + 10 + 10 + 100
+    assert jobs["evaluation_outputs"] == 9 + 6 + 6
+    assert jobs["lm_import"] == jobs["lm_tinystories"] == 2
     assert jobs["convert_published_attributions"] == jobs["compare_published_attributions"] == 3
     # Fig. 3 (setup A): CIFAR-10 train, the example set's 10 shards, one edit per class;
     # Fig. 4: two models, one example set each; Figs. 7, 2 and 8: two example sets each.

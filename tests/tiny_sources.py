@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import sys
 import tarfile
@@ -260,3 +261,61 @@ def write_finetuned_resnet50(path: Path, num_classes: int = 2, seed: int = 0) ->
     model = randomize_batchnorm(build_architecture("imagenet_resnet50", "tiny", num_classes))
     torch.save({f"base_model.{k}": v for k, v in model.state_dict().items()}, path)
     return model.eval()
+
+
+# --- Hugging Face causal LMs -------------------------------------------------------------
+
+PHI_ARCH = dict(hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4)
+
+
+def write_hf_phi(
+    directory: Path, vocab_size: int, n_positions: int, prefix: str = "", seed: int = 0
+) -> nn.Module:
+    """A tiny random Phi as the hub stores microsoft/phi-2: ``config.json`` with phi-2's keys
+    (rotary settings as partial_rotary_factor and rope_theta) and float16 weights in two
+    shards, ``model-00001-of-00002.safetensors`` (embeddings, first block) and
+    ``model-00002-of-00002.safetensors`` (the rest), each name after ``prefix``. Returns the
+    float32 model that the files load as."""
+    from safetensors.torch import save_file
+
+    from coar_replication.architectures import phi_model
+
+    config = dict(
+        PHI_ARCH,
+        vocab_size=vocab_size,
+        max_position_embeddings=n_positions,
+        num_key_value_heads=PHI_ARCH["num_attention_heads"],
+        hidden_act="gelu_new",
+        layer_norm_eps=1e-5,
+        partial_rotary_factor=0.5,
+        rope_theta=10000.0,
+        qk_layernorm=False,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    torch.manual_seed(seed)
+    model = phi_model(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3).copy_(parameter.half().float())
+    hub_config = {
+        **config,
+        "architectures": ["PhiForCausalLM"],
+        "model_type": "phi",
+        "resid_pdrop": 0.1,
+        "embd_pdrop": 0.0,
+        "attention_dropout": 0.0,
+        "rope_scaling": None,
+        "torch_dtype": "float16",
+        "use_cache": True,
+    }
+    (directory / f"{prefix}config.json").write_text(json.dumps(hub_config, indent=2))
+    state = {k: v.half().contiguous() for k, v in model.state_dict().items()}
+    first = {
+        k: v for k, v in state.items() if k.startswith(("model.embed_tokens.", "model.layers.0."))
+    }
+    rest = {k: v for k, v in state.items() if k not in first}
+    save_file(first, directory / f"{prefix}model-00001-of-00002.safetensors")
+    save_file(rest, directory / f"{prefix}model-00002-of-00002.safetensors")
+    return model

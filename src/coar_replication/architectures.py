@@ -125,12 +125,82 @@ def _gpt2(**config) -> nn.Module:
     return gpt2_model(config)
 
 
+# Keys of a PhiConfig that checkpoints keep (with a non-None value). Hugging Face's
+# config.json of phi-2 gives the rotary settings as partial_rotary_factor and rope_theta;
+# transformers 5 keeps them in rope_parameters, which is what a saved model's config holds.
+PHI_CONFIG_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "max_position_embeddings",
+    "hidden_act",
+    "layer_norm_eps",
+    "partial_rotary_factor",
+    "rope_theta",
+    "rope_parameters",
+    "qk_layernorm",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "tie_word_embeddings",
+)
+
+
+def phi_model(config: dict, state_dict: dict | None = None) -> nn.Module:
+    """A transformers PhiForCausalLM (phi-2's architecture; SDPA attention, no KV cache,
+    no dropout) from a config dict, with the given weights (all of them: Phi's lm_head is
+    not tied and has a bias), in eval mode. The one place that constructs Phi."""
+    from transformers import PhiConfig, PhiForCausalLM
+
+    dropout = dict(resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0)
+    cfg = PhiConfig(**{**config, **dropout, "use_cache": False})
+    cfg._attn_implementation = "sdpa"
+    model = PhiForCausalLM(cfg)
+    if state_dict is not None:
+        result = model.load_state_dict(state_dict, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            missing, unexpected = sorted(result.missing_keys), sorted(result.unexpected_keys)
+            raise KeyError(
+                f"Phi weights do not match the architecture: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+    return model.eval()
+
+
+def is_phi(model: nn.Module) -> bool:
+    return type(model).__name__ == "PhiForCausalLM"
+
+
+def phi_config(model: nn.Module) -> dict:
+    """The config dict that `phi_model` rebuilds the model from."""
+    return {
+        key: value
+        for key, value in model.config.to_dict().items()
+        if key in PHI_CONFIG_KEYS and value is not None
+    }
+
+
+def is_causal_lm(model: nn.Module) -> bool:
+    """A causal language model of this registry: GPT-2 or Phi."""
+    return is_gpt2(model) or is_phi(model)
+
+
+def context_length(model: nn.Module) -> int:
+    """The most tokens a causal LM of this registry takes (GPT2Config maps
+    max_position_embeddings to its n_positions)."""
+    return int(model.config.max_position_embeddings)
+
+
 # A model's constructor, by the name checkpoints give it (their "format" entry).
 CONSTRUCTORS: dict[str, Callable[..., nn.Module]] = {
     "miniresnet": MiniResNet,
     "torchvision_resnet": _resnet50,
     "torchvision_vit": _vit,
     "gpt2": _gpt2,
+    "phi": lambda **config: phi_model(config),
 }
 # Set on models built by `make_model` (and loaded checkpoints): how to build them again.
 CHECKPOINT_ATTR = "coar_checkpoint"
@@ -228,6 +298,30 @@ ARCHITECTURES: dict[str, Architecture] = {
         dict(n_layer=2, n_embd=32, n_head=4, n_positions=32, vocab_size=97),
         "gpt2",
     ),
+    # microsoft/phi-2 (not in the paper): 1,024 attention heads, 327,680 MLP neurons.
+    "phi2": Architecture(
+        "attention_heads",
+        "language",
+        dict(
+            vocab_size=51200,
+            hidden_size=2560,
+            intermediate_size=10240,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            max_position_embeddings=2048,
+            partial_rotary_factor=0.4,
+        ),
+        dict(
+            vocab_size=97,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=32,
+            partial_rotary_factor=0.5,
+        ),
+        "phi",
+    ),
 }
 
 
@@ -287,7 +381,7 @@ def random_inputs(
     generator = torch.Generator().manual_seed(seed)
     if arch.task == "language":
         config = model.config
-        length = seq_len or config.n_positions
+        length = seq_len or context_length(model)
         ids = torch.randint(0, config.vocab_size, (n_examples, length), generator=generator)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         return inputs, ids

@@ -21,7 +21,7 @@ read by `read_model` (`load_checkpoint` for a setup's model, `load_model` for th
 model alone), always with ``weights_only=True``: a dict of
 
 - ``format``: the model's constructor in ``coar_replication.architectures.CONSTRUCTORS``
-  (``torchvision_resnet``, ``torchvision_vit``, ``gpt2``), left out for this project's
+  (``torchvision_resnet``, ``torchvision_vit``, ``gpt2``, ``phi``), left out for this project's
   ``miniresnet`` (the layout its MiniResNet files have always had); ``state_dict``
   for a model that the registry cannot build (the edited CLIP zero-shot classifier),
   whose weights load into their own model with `read_state_dict`;
@@ -52,7 +52,9 @@ from coar_replication.architectures import (
     gpt2_model,
     gpt2_state_dict,
     is_gpt2,
+    is_phi,
     make_model,
+    phi_config,
 )
 from coar_replication.models import MiniResNet
 
@@ -199,6 +201,8 @@ def _header(model: nn.Module) -> dict:
         header.update(format=DEFAULT_FORMAT, config=model.config)
     elif is_gpt2(model):
         header.update(format="gpt2", config=gpt2_config(model))
+    elif is_phi(model):
+        header.update(format="phi", config=phi_config(model))
     elif "format" not in header:
         header = {"format": WEIGHTS_ONLY}
     return header

@@ -1,4 +1,5 @@
-"""Causal language models: the per-token margin output, GPT-2 checkpoints, training, setups.
+"""Causal language models: the per-token margin output, GPT-2 and Phi checkpoints, training,
+setups.
 
 Output (paper, GPT-2 appendix): for each story, the next-token margin (correct
 token's logit minus the largest other logit) at every position whose next token
@@ -18,12 +19,20 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 
 import numpy as np
 import torch
 from torch import nn
 
-from coar_replication.architectures import GPT2_CONFIG_KEYS, gpt2_model, is_gpt2
+from coar_replication.architectures import (
+    GPT2_CONFIG_KEYS,
+    PHI_CONFIG_KEYS,
+    context_length,
+    gpt2_model,
+    is_causal_lm,
+    phi_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,37 +108,72 @@ def check_right_padded(attention_mask: np.ndarray, what: str) -> None:
 
 # ------------------------------------------------------------------- checkpoints
 def load_lm(path, map_location="cpu") -> tuple[nn.Module, dict]:
-    """(GPT2LMHeadModel in eval mode, the checkpoint's metadata) of a GPT-2 checkpoint
+    """(causal LM in eval mode, the checkpoint's metadata) of a GPT-2 or Phi checkpoint
     (`coar_replication.checkpoints.save_model`)."""
     from coar_replication.checkpoints import read_model
 
     model, meta = read_model(path)
-    if not is_gpt2(model):
-        raise ValueError(f"{path}: not a GPT-2 checkpoint ({type(model).__name__})")
+    if not is_causal_lm(model):
+        raise ValueError(f"{path}: not a GPT-2 or Phi checkpoint ({type(model).__name__})")
     return model.to(map_location), meta
 
 
-def hf_gpt2_config(config_path) -> dict:
-    """The config dict of `gpt2_model` from a Hugging Face GPT-2 config.json."""
+def hf_causal_lm_config(config_path) -> tuple[str, dict]:
+    """The model type (gpt2 or phi) of a Hugging Face config.json and the config dict that
+    `gpt2_model` or `phi_model` builds it from."""
     with open(config_path) as f:
         hf_config = json.load(f)
-    return {k: hf_config[k] for k in GPT2_CONFIG_KEYS if hf_config.get(k) is not None}
+    model_type = hf_config.get("model_type")
+    if model_type not in ("gpt2", "phi"):
+        raise ValueError(
+            f"{config_path}: model_type {model_type!r}; the importable causal LMs are gpt2 and phi"
+        )
+    keys = PHI_CONFIG_KEYS if model_type == "phi" else GPT2_CONFIG_KEYS
+    return model_type, {k: hf_config[k] for k in keys if hf_config.get(k) is not None}
 
 
-def import_hf_gpt2(config_path, weights_path) -> nn.Module:
-    """GPT-2 from Hugging Face files (config.json, model.safetensors), offline."""
+def read_safetensors(paths) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors checkpoint: one file, or the shards of a sharded one
+    (Hugging Face's model-0000K-of-0000N.safetensors) merged. A tensor in two shards is
+    refused (the files are not shards of one checkpoint)."""
     from safetensors.torch import load_file
 
-    config = hf_gpt2_config(config_path)
-    weights = load_file(str(weights_path))
-    # The hub's gpt2 checkpoint names tensors without the transformer. prefix and stores
-    # attention-mask buffers (attn.bias, attn.masked_bias) that the model no longer has.
-    state = {
-        (k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}"): v
-        for k, v in weights.items()
-        if not k.endswith((".attn.bias", ".attn.masked_bias"))
-    }
-    return gpt2_model(config, state)
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    tensors: dict[str, torch.Tensor] = {}
+    where: dict[str, str] = {}
+    for path in paths:
+        for name, tensor in load_file(str(path)).items():
+            if name in tensors:
+                raise ValueError(
+                    f"tensor {name!r} is in both {where[name]} and {path}: list each shard "
+                    "of one checkpoint once"
+                )
+            tensors[name], where[name] = tensor, str(path)
+    return tensors
+
+
+def import_hf_causal_lm(config_path, weights_paths) -> nn.Module:
+    """A causal LM from Hugging Face files, offline: config.json (model_type gpt2 or phi)
+    and its safetensors weights, one file or all shards of a sharded checkpoint."""
+    model_type, config = hf_causal_lm_config(config_path)
+    weights = read_safetensors(weights_paths)
+    try:
+        if model_type == "phi":
+            return phi_model(config, weights)
+        # The hub's gpt2 checkpoint names tensors without the transformer. prefix and
+        # stores attention-mask buffers (attn.bias, attn.masked_bias) that the model no
+        # longer has.
+        state = {
+            (k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}"): v
+            for k, v in weights.items()
+            if not k.endswith((".attn.bias", ".attn.masked_bias"))
+        }
+        return gpt2_model(config, state)
+    except KeyError as err:
+        raise KeyError(
+            f"{config_path} with {len(weights)} tensors: {err.args[0]} (is a shard missing "
+            "from the weights files?)"
+        ) from None
 
 
 def tiny_gpt2(vocab_size: int, n_positions: int, arch: dict, seed: int) -> nn.Module:
@@ -237,15 +281,18 @@ def read_tinystories(path) -> list[str]:
     return [story for story in stories if story]
 
 
-def tokenize_gpt2(tokenizer_path, texts: list[str], max_tokens: int) -> dict[str, np.ndarray]:
-    """GPT-2's byte-level BPE (tokenizer.json), no special tokens added, truncated to
-    `max_tokens` and right-padded with <|endoftext|> as the original does."""
+def tokenize_stories(tokenizer_path, texts: list[str], max_tokens: int) -> dict[str, np.ndarray]:
+    """A Hugging Face tokenizer.json with GPT-2's <|endoftext|> token (GPT-2's byte-level
+    BPE, phi-2's CodeGen BPE), no special tokens added, truncated to `max_tokens` and
+    right-padded with <|endoftext|> as the original does for GPT-2."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     pad_id = tokenizer.token_to_id(STORY_SEPARATOR)
     if pad_id is None:
-        raise KeyError(f"{tokenizer_path}: no {STORY_SEPARATOR} token (not GPT-2's tokenizer?)")
+        raise KeyError(
+            f"{tokenizer_path}: no {STORY_SEPARATOR} token (not a GPT-2-style tokenizer?)"
+        )
     encoded = [e.ids[:max_tokens] for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
     width = max(len(ids) for ids in encoded)
     input_ids = np.full((len(encoded), width), pad_id, dtype=np.int64)
@@ -258,8 +305,8 @@ def tokenize_gpt2(tokenizer_path, texts: list[str], max_tokens: int) -> dict[str
 
 # ------------------------------------------------------------------------- setup
 def load_causal_lm(name: str, model_path, data_path, device: torch.device):
-    """A causal-LM setup: a GPT-2 checkpoint (``checkpoints.save_model``) whose metadata names
-    the component kind (``components``), and evaluation stories (``input_ids`` and
+    """A causal-LM setup: a GPT-2 or Phi checkpoint (``checkpoints.save_model``) whose
+    metadata names the component kind (``components``), and evaluation stories (``input_ids`` and
     ``attention_mask``, right-padded) in an .npz file."""
     from coar.components import component_spec
     from coar_replication.setup import Setup
@@ -270,10 +317,10 @@ def load_causal_lm(name: str, model_path, data_path, device: torch.device):
     with np.load(data_path) as data:
         input_ids, attention_mask = data["input_ids"], data["attention_mask"]
     check_right_padded(attention_mask, str(data_path))
-    if input_ids.shape[1] > model.config.n_positions:
+    if input_ids.shape[1] > context_length(model):
         raise ValueError(
             f"{data_path}: sequences of {input_ids.shape[1]} tokens exceed the model's "
-            f"{model.config.n_positions} positions"
+            f"{context_length(model)} positions"
         )
     targets = next_token_targets(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
     return Setup(

@@ -305,10 +305,11 @@ def _image_setup(name: str, cfg: dict) -> Target:
 
 def _language_setup(name: str, cfg: dict, config: dict) -> Target:
     """The language model of a causal-LM setup: the tiny GPT-2 that the workflow trains
-    (its vocabulary from the generated corpus), or Hugging Face's GPT-2 (the downloaded
-    config.json when it is there, else GPT-2 small, the hub's ``gpt2``)."""
-    from coar_replication.architectures import gpt2_model
-    from coar_replication.lm import hf_gpt2_config, tiny_gpt2
+    (its vocabulary from the generated corpus), or a Hugging Face model (GPT-2, Phi) built
+    from its downloaded config.json when it is there, else from the architecture of the
+    same name (``gpt2``: GPT-2 small, ``phi2``: microsoft/phi-2)."""
+    from coar_replication.architectures import ARCHITECTURES, make_model
+    from coar_replication.lm import hf_causal_lm_config, tiny_gpt2
 
     lm_name = cfg["language_model"]
     models = config.get("language_models") or {}
@@ -325,14 +326,26 @@ def _language_setup(name: str, cfg: dict, config: dict) -> Target:
         vocab = len(WordTokenizer.fit(stories(corpus["seed"], 0, corpus["n_train"])))
         with torch.device("meta"):
             model = tiny_gpt2(vocab, corpus["max_tokens"], lm["model"], seed=lm["train"]["seed"])
-        what = f"setup {name}: {lm_name} (no weights)"
+        return Target(model, f"setup {name}: {lm_name} (no weights)", cfg["components"])
+    downloaded = Path(config.get("downloads_dir", "resources")) / lm["files"]["config"]
+    if downloaded.is_file():
+        try:
+            model_type, lm_config = hf_causal_lm_config(downloaded)
+        except ValueError as error:
+            raise TargetError(str(error)) from None
+        constructor, what = ("phi" if model_type == "phi" else "gpt2"), "its config"
+    elif lm_name in ARCHITECTURES:
+        arch = ARCHITECTURES[lm_name]
+        constructor, lm_config, what = arch.constructor, arch.full, f"architecture {lm_name}"
     else:
-        downloaded = Path(config.get("downloads_dir", "resources")) / lm["files"]["config"]
-        gpt2_config = hf_gpt2_config(downloaded) if downloaded.is_file() else {}
-        with torch.device("meta"):
-            model = gpt2_model(gpt2_config)
-        what = f"setup {name}: {lm_name} ({'its config' if gpt2_config else 'GPT-2 small'})"
-    return Target(model, what, cfg["components"])
+        raise TargetError(
+            f"setup {name}: {downloaded} is not there and {lm_name!r} is no architecture of "
+            "the registry: download the config first (snakemake --configfile ... "
+            f"{downloaded})"
+        )
+    with torch.device("meta"):
+        model = make_model(constructor, lm_config)
+    return Target(model, f"setup {name}: {lm_name} ({what}, no weights)", cfg["components"])
 
 
 def _clip_setup(name: str, cfg: dict, config: dict) -> Target:

@@ -1,4 +1,4 @@
-# Causal language models (GPT-2): a setup of kind causal_lm attributes one of the
+# Causal language models (GPT-2, Phi): a setup of kind causal_lm attributes one of the
 # config's language_models over one component kind. The model and its evaluation
 # stories are made once per language model under lm/NAME/ (generated and trained here,
 # or imported from Hugging Face files and TinyStories), then lm_setup writes each setup's
@@ -56,30 +56,30 @@ rule lm_train:
         "../scripts/lm_train.py"
 
 
-rule lm_import_gpt2:
+rule lm_import:
     input:
         config=lambda wildcards: download_path(lm_config(wildcards)["files"]["config"]),
-        weights=lambda wildcards: download_path(
-            lm_config(wildcards)["files"]["weights"]
-        ),
+        weights=lambda wildcards: [
+            download_path(name) for name in lm_weight_files(wildcards)
+        ],
     output:
         model=f"{RESULTS}/lm/{{lm}}/model.pt",
     log:
-        f"{RESULTS}/logs/lm_import_gpt2/{{lm}}.log",
+        f"{RESULTS}/logs/lm_import/{{lm}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/lm_import_gpt2/{{lm}}.tsv"
+        f"{RESULTS}/benchmarks/lm_import/{{lm}}.tsv"
     wildcard_constraints:
         lm=language_models("huggingface"),
     conda:
         "../../envs/coar.yaml"
     threads: 1
     resources:
-        mem_mb=per_attempt(4000),
+        mem_mb=lambda wildcards, input, attempt: lm_import_memory(input, attempt),
         runtime=per_attempt(10),
     params:
-        code=code_of("lm_import_gpt2.py"),
+        code=code_of("lm_import.py"),
     script:
-        "../scripts/lm_import_gpt2.py"
+        "../scripts/lm_import.py"
 
 
 rule lm_tinystories:
