@@ -75,8 +75,8 @@ window.addEventListener("load", () => setTimeout(() => {
   const path = %s;
   if (path !== null) {
     const entry = results[path];
-    app.showResultInfo(path);
     app.setView({content: "img", contentPath: entry.data_uri, resultPath: path});
+    setTimeout(() => app.showResultInfo(path), 300);  // the menu then shows its caption
   }
 }, 1000));
 </script>
