@@ -38,16 +38,14 @@ _UNDATED = {
 PNG_DPI = 150
 
 
-def save_figure(fig, paths, *, tight_layout: bool = False, **savefig) -> None:
+def save_figure(fig, paths, **savefig) -> None:
     """Write ``fig`` to ``paths`` (one path or several: the same figure as PDF and PNG,
     say) atomically, each in the format its suffix names unless ``savefig`` names one,
-    and close it; ``tight_layout`` first if asked. The files hold no date, so the same
-    figure gives the same bytes; legends and footnotes outside the axes are kept
-    (``bbox_inches="tight"``)."""
+    and close it. The files hold no date and no software version, so the same figure
+    gives the same bytes; legends and footnotes outside the axes are kept
+    (``bbox_inches="tight"``). Figures lay themselves out (``layout="constrained"``)."""
     if isinstance(paths, (str, PathLike)):
         paths = [paths]
-    if tight_layout:
-        fig.tight_layout()
     try:
         for path in paths:
             fmt = savefig.get("format") or Path(path).suffix.lstrip(".").lower()
