@@ -131,6 +131,7 @@ def figure_published_comparison(setup: str, summary: pd.DataFrame, per_example, 
     agreement = per_example["agreement"].to_numpy(dtype=float)
     finite = agreement[np.isfinite(agreement)]
     ax_hist.hist(finite, bins=min(30, max(5, finite.size // 5)), range=(-1, 1))
+    ax_hist.set_xticks([-1, -0.5, 0, 0.5, 1])
     ax_hist.set_xlabel("correlation of our and the published attributions")
     ax_hist.set_ylabel("examples")
     ax_hist.set_title(f"{setup}: agreement ({agreement.size - finite.size} undefined)")
