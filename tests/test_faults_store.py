@@ -166,9 +166,13 @@ def test_identical_figures_give_identical_bytes(tmp_path):
 
     from coar_replication.plots import save_figure
 
-    for name in ("one.pdf", "two.pdf"):
+    for name in ("one", "two"):  # the same figure as PDF and PNG in one call, twice
         fig, ax = plt.subplots()
         ax.plot([0, 1], [1, 0])
-        save_figure(fig, tmp_path / name)
+        save_figure(fig, [tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"])
         time.sleep(1.1)  # a date in the file would now differ
-    assert (tmp_path / "one.pdf").read_bytes() == (tmp_path / "two.pdf").read_bytes()
+    for suffix in (".pdf", ".png"):
+        one, two = (tmp_path / f"{name}{suffix}" for name in ("one", "two"))
+        assert one.read_bytes() == two.read_bytes()
+    assert (tmp_path / "one.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"matplotlib" not in (tmp_path / "one.png").read_bytes()  # no Software field

@@ -1,12 +1,14 @@
 """The embedded default run by Snakemake in a temporary directory, with shrunk sizes."""
 
+import base64
+import doctest
+import html
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +16,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from report_browser import find_chromium, inspect_report
 
 from coar.attributions import Attributions
 from coar.components import conv_filters
+from coar_replication import plots
 from coar_replication.checkpoints import load_model
+from coar_workflow import report_html
 from coar_workflow.provenance import chain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -465,19 +470,111 @@ def test_every_result_has_its_provenance(mini_run):
     assert "WARNING" not in text
 
 
-@pytest.mark.workflow
-def test_report_holds_figures_captions_params_code_software_and_provenance(mini_run):
+@pytest.fixture(scope="module")
+def mini_report(mini_run):
+    """The single-file report of the finished run, and what it holds per result."""
     workdir, small = mini_run
-    result = snakemake(workdir, MINI, small, args=["--report", "report.zip"])
+    result = snakemake(workdir, MINI, small, args=["--report", "report.html"])
     assert result.returncode == 0, result.stderr
-    with zipfile.ZipFile(workdir / "report.zip") as archive:
-        names = archive.namelist()
-        report = archive.read(next(n for n in names if n.endswith("report.html"))).decode()
-        provenance = archive.read(next(n for n in names if n.endswith("/fig1.txt"))).decode()
-    assert any(n.endswith("/fig1.pdf") for n in names)
-    assert "Figure 1, &quot;Evaluating Coar&quot;" in report  # the caption
-    assert '"job_properties": {"rule": "fig1"' in report  # per-result rule and params
-    assert "scatter_examples=[0]" in report and "coar_replication/plots.py" in report
-    assert "torch==2.14.1" in report  # each rule's pinned software environment
-    assert provenance.startswith("Provenance of results/mini/figures/fig1.pdf")
+    # docutils' complaints about a caption or the description go to stderr only
+    assert not re.search(r"\((ERROR|WARNING|SEVERE)/\d\)", result.stderr), result.stderr
+    report = workdir / "report.html"
+    text = report.read_text()
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", text, re.S)[1])
+    return report, text, results
+
+
+def data_of(entry) -> bytes:
+    """The bytes of a result embedded in the single-file report (a base64 data URI)."""
+    header, _, data = entry["data_uri"].partition(",")
+    assert header.endswith(";base64"), header
+    return base64.b64decode(data)
+
+
+def expected_figures() -> list[str]:
+    """The figures of the embedded default: its config's, and the sample-efficiency one."""
+    config = yaml.safe_load(MINI.read_text())
+    names = list(config["figures"])
+    return [*names, "sample_efficiency"] if config.get("sample_efficiency") else names
+
+
+@pytest.mark.workflow
+def test_report_holds_figures_captions_params_code_software_and_provenance(mini_run, mini_report):
+    workdir, small = mini_run
+    _, text, results = mini_report
+    fig1 = results["results/mini/figures/fig1.png"]
+    assert fig1["mime_type"] == "image/png" and data_of(fig1)[:4] == b"\x89PNG"
+    assert fig1["labels"] == {"result": "figure"}
+    assert "Figure 1, &quot;Evaluating Coar&quot;" in fig1["caption"]
+    assert fig1["job_properties"]["rule"] == "fig1"  # per-result rule and params
+    assert "scatter_examples=[0]" in text and "coar_replication/plots.py" in text
+    assert "torch==2.14.1" in text  # each rule's pinned software environment
+    assert "The pipeline" in text and "embedded default" in text  # the description
+    page = data_of(results["results/mini/provenance/fig1.html"]).decode()
+    provenance = html.unescape(page)
+    assert "<pre>Provenance of results/mini/figures/fig1.pdf" in provenance
     assert "packages (every step): python" in provenance
+    assert (workdir / "results/mini/provenance/fig1.txt").read_text() in provenance
+    # every figure: its PNG, its numbers as a table (the CSV's rows) and its provenance
+    for figure in expected_figures():
+        kinds = {
+            entry["labels"]["result"]
+            for path, entry in results.items()
+            if Path(path).stem.startswith(figure) or Path(path).stem == figure
+        }
+        assert {"figure", "numbers (table)", "provenance"} <= kinds, (figure, kinds)
+    table = data_of(results["results/mini/figures/fig3_table.html"]).decode()
+    rows = len(pd.read_csv(workdir / "results/mini/figures/fig3.csv"))
+    assert table.count("<tr") == rows + 1  # a header row and one per CSV row
+
+
+def chromium_or_skip() -> str:
+    """Chromium's path; a skip without it, or a failure under CI (CI=true), where the
+    system packages are installed (scripts/install-system-deps.sh)."""
+    chromium = find_chromium()
+    if chromium is None:
+        reason = "Chromium is missing: run scripts/install-system-deps.sh as root"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(f"REPORT NOT OPENED IN A BROWSER: {reason}")
+    return chromium
+
+
+@pytest.mark.parametrize("module", [report_html, plots], ids=lambda m: m.__name__)
+def test_report_and_figure_helpers_docstring_examples_run(module):
+    assert doctest.testmod(module).failed == 0
+
+
+def test_missing_chromium_skips_here_and_fails_under_ci(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "find_chromium", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="REPORT NOT OPENED"):
+        chromium_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true but Chromium is missing"):
+        chromium_or_skip()
+
+
+@pytest.mark.workflow
+def test_report_shows_every_figure_caption_table_and_provenance_in_a_browser(
+    mini_run, mini_report, tmp_path
+):
+    chromium = chromium_or_skip()
+    workdir, small = mini_run
+    report, _, results = mini_report
+    seen = inspect_report(report, chromium, tmp_path)
+    assert "Coar and Coar-Edit, replicated as a Snakemake workflow" in seen["landing"]
+    assert "Fig. 1: Evaluating Coar" in seen["landing"]  # the menu names the figures
+    assert set(seen["results"]) == set(results)
+    for path, shown in seen["results"].items():
+        assert shown["caption_shown"], (path, shown["caption"])
+        assert shown["mime"] in {"image/png", "text/html"}, path  # nothing download-only
+        assert shown["shown"], path
+        if shown["mime"] == "image/png":
+            assert shown["width"] > 300 and shown["height"] > 200, (path, shown)
+        elif "provenance" in path:
+            assert "<pre>Provenance of results/mini/figures/" in shown["page"], path
+        else:
+            assert "<table" in shown["page"] and "<td>" in shown["page"], path
+    images = {Path(p).stem for p, s in seen["results"].items() if s["mime"] == "image/png"}
+    assert images == set(expected_figures())

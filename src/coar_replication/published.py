@@ -16,7 +16,7 @@ import pandas as pd
 
 from coar.attributions import Attributions
 from coar.evaluation import check_finite, evaluate_methods, per_example_correlation
-from coar_replication.plots import save_figure
+from coar_replication.plots import add_footnote, legend_outside, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,11 @@ def compare_published(
 def figure_published_comparison(setup: str, summary: pd.DataFrame, per_example, path) -> None:
     """Left: per-example agreement of the two attributions; right: held-out accuracy of
     ours and theirs per alpha_test under our evaluation."""
-    fig, (ax_hist, ax_bars) = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, (ax_hist, ax_bars) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     agreement = per_example["agreement"].to_numpy(dtype=float)
     finite = agreement[np.isfinite(agreement)]
     ax_hist.hist(finite, bins=min(30, max(5, finite.size // 5)), range=(-1, 1))
+    ax_hist.set_xticks([-1, -0.5, 0, 0.5, 1])
     ax_hist.set_xlabel("correlation of our and the published attributions")
     ax_hist.set_ylabel("examples")
     ax_hist.set_title(f"{setup}: agreement ({agreement.size - finite.size} undefined)")
@@ -156,9 +157,17 @@ def figure_published_comparison(setup: str, summary: pd.DataFrame, per_example, 
                     fontsize=7,
                 )
     ax_bars.set_xticks(x, [f"{a:g}" for a in alphas])
-    ax_bars.set_xlabel(r"ablation fraction $\alpha_{test}$")
-    ax_bars.set_ylabel("mean correlation (held out)")
+    ax_bars.set_xlabel(r"fraction of components ablated, $\alpha_{test}$")
+    ax_bars.set_ylabel("mean correlation r\n(true vs predicted margin)")
     ax_bars.axhline(0, color="black", lw=0.8)
-    ax_bars.legend(frameon=False)
-    ax_bars.set_title(f"{setup}: attribution accuracy")
-    save_figure(fig, path, tight_layout=True)
+    legend_outside(ax_bars, title="attributions")
+    ax_bars.set_title(f"{setup}: how well each predicts\nthe margins of ablated models")
+    fig.suptitle(f"Our attributions and the authors' published ones ({setup})")
+    add_footnote(
+        fig,
+        "Agreement: Pearson correlation of the two attribution vectors of an example, across"
+        " components. r: Pearson correlation of true and predicted margins (correct-class"
+        " logit minus the largest other logit) of freshly ablated models, per example; bars:"
+        " its mean over examples with 95% bootstrap intervals.",
+    )
+    save_figure(fig, path)

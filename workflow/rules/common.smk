@@ -158,9 +158,39 @@ def all_targets():
     targets = [f"{RESULTS}/figures/{figure}.pdf" for figure in config["figures"]]
     if sample_efficiency_setups():
         targets.append(f"{RESULTS}/figures/sample_efficiency.pdf")
-    # Each figure's provenance, as text for the report.
-    provenance = [f"{RESULTS}/provenance/{Path(f).stem}.txt" for f in targets]
+    # Each figure's provenance, as text and as the report's page of it.
+    provenance = [
+        f"{RESULTS}/provenance/{Path(f).stem}.{suffix}"
+        for f in targets
+        for suffix in ("txt", "html")
+    ]
     return [*targets, *provenance, *published_targets()]
+
+
+# --- The report (snakemake --report): one category per figure --------------------------
+def figure_heading(figure):
+    """The report's name for a figure: 'Fig. 1: Evaluating Coar' (config title)."""
+    if figure == "sample_efficiency":
+        return "Sample efficiency: how many ablations each solver needs"
+    if figure.startswith("published_"):
+        return f"Published attributions: {figure[len('published_'):]}"
+    number = re.fullmatch(r"fig([A-Za-z]*\d+)", figure)
+    label = f"Fig. {number[1]}" if number else figure
+    title = config["figures"].get(figure, {}).get("title")
+    return f"{label}: {title}" if title else label
+
+
+def figure_category(figure=None):
+    """report(category=...) of a figure's results: of `figure`, or of the {figure}
+    wildcard if none is given."""
+    if isinstance(figure, str):
+        return figure_heading(figure)
+    return lambda wildcards: figure_heading(wildcards.figure)
+
+
+def result_label(kind):
+    """report(labels=...): what a result of a figure's category is."""
+    return {"result": kind}
 
 
 # --- The paper's setups: downloads, prepared data, published attributions -------------
@@ -250,5 +280,6 @@ def published_targets():
         for path in (
             f"{RESULTS}/eval/{setup}/published_comparison.csv",
             f"{RESULTS}/figures/published_{setup}.pdf",
+            f"{RESULTS}/figures/published_{setup}.png",
         )
     ]

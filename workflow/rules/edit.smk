@@ -239,12 +239,20 @@ rule figure_errors:
     input:
         experiment_outputs("errors", "per_example.csv", "summary.json"),
     output:
-        figure=report(
-            f"{RESULTS}/figures/{{figure}}.pdf",
+        figure=f"{RESULTS}/figures/{{figure}}.pdf",
+        png=report(
+            f"{RESULTS}/figures/{{figure}}.png",
             caption="../report/edit_errors.rst",
-            category="Figures",
+            category=figure_category(),
+            labels=result_label("figure"),
         ),
         table=f"{RESULTS}/figures/{{figure}}.csv",
+        table_html=report(
+            f"{RESULTS}/figures/{{figure}}_table.html",
+            caption="../report/table.rst",
+            category=figure_category(),
+            labels=result_label("numbers (table)"),
+        ),
     log:
         f"{RESULTS}/logs/figures/{{figure}}.log",
     benchmark:
@@ -260,6 +268,7 @@ rule figure_errors:
     params:
         experiment="errors",
         title=lambda wildcards: config["figures"][wildcards.figure]["title"],
+        group_names=lambda wildcards: subpopulation_group_names(wildcards.figure),
         code=code_of("edit_figure.py"),
     script:
         "../scripts/edit_figure.py"
@@ -269,12 +278,20 @@ use rule figure_errors as figure_forget with:
     input:
         forget_summaries,
     output:
-        figure=report(
-            f"{RESULTS}/figures/{{figure}}.pdf",
+        figure=f"{RESULTS}/figures/{{figure}}.pdf",
+        png=report(
+            f"{RESULTS}/figures/{{figure}}.png",
             caption="../report/edit_forget.rst",
-            category="Figures",
+            category=figure_category(),
+            labels=result_label("figure"),
         ),
         table=f"{RESULTS}/figures/{{figure}}.csv",
+        table_html=report(
+            f"{RESULTS}/figures/{{figure}}_table.html",
+            caption="../report/table.rst",
+            category=figure_category(),
+            labels=result_label("numbers (table)"),
+        ),
     wildcard_constraints:
         figure=figure_of("forget"),
     params:
@@ -285,12 +302,20 @@ use rule figure_errors as figure_subpopulation with:
     input:
         experiment_outputs("subpopulation", "sweep.csv", "summary.json"),
     output:
-        figure=report(
-            f"{RESULTS}/figures/{{figure}}.pdf",
+        figure=f"{RESULTS}/figures/{{figure}}.pdf",
+        png=report(
+            f"{RESULTS}/figures/{{figure}}.png",
             caption="../report/edit_subpopulation.rst",
-            category="Figures",
+            category=figure_category(),
+            labels=result_label("figure"),
         ),
         table=f"{RESULTS}/figures/{{figure}}.csv",
+        table_html=report(
+            f"{RESULTS}/figures/{{figure}}_table.html",
+            caption="../report/table.rst",
+            category=figure_category(),
+            labels=result_label("numbers (table)"),
+        ),
     wildcard_constraints:
         figure=figure_of("subpopulation"),
     params:
@@ -301,12 +326,20 @@ use rule figure_errors as figure_backdoor with:
     input:
         experiment_outputs("backdoor", "sweep.csv", "summary.json"),
     output:
-        figure=report(
-            f"{RESULTS}/figures/{{figure}}.pdf",
+        figure=f"{RESULTS}/figures/{{figure}}.pdf",
+        png=report(
+            f"{RESULTS}/figures/{{figure}}.png",
             caption="../report/edit_backdoor.rst",
-            category="Figures",
+            category=figure_category(),
+            labels=result_label("figure"),
         ),
         table=f"{RESULTS}/figures/{{figure}}.csv",
+        table_html=report(
+            f"{RESULTS}/figures/{{figure}}_table.html",
+            caption="../report/table.rst",
+            category=figure_category(),
+            labels=result_label("numbers (table)"),
+        ),
     wildcard_constraints:
         figure=figure_of("backdoor"),
     params:
@@ -317,12 +350,20 @@ use rule figure_errors as figure_typographic with:
     input:
         experiment_outputs("typographic", "sweep.csv", "summary.json"),
     output:
-        figure=report(
-            f"{RESULTS}/figures/{{figure}}.pdf",
+        figure=f"{RESULTS}/figures/{{figure}}.pdf",
+        png=report(
+            f"{RESULTS}/figures/{{figure}}.png",
             caption="../report/edit_typographic.rst",
-            category="Figures",
+            category=figure_category(),
+            labels=result_label("figure"),
         ),
         table=f"{RESULTS}/figures/{{figure}}.csv",
+        table_html=report(
+            f"{RESULTS}/figures/{{figure}}_table.html",
+            caption="../report/table.rst",
+            category=figure_category(),
+            labels=result_label("numbers (table)"),
+        ),
     wildcard_constraints:
         figure=figure_of("typographic"),
     params:

@@ -100,6 +100,19 @@ def figure_of(experiment):
     return "|".join(numbers) or "(?!)"
 
 
+def subpopulation_group_names(figure):
+    """Setup -> {group number: what the group is} for the figure's setups whose groups
+    have names (the embedded default's spurious digits), for the subpopulation figure.
+    """
+    from coar_replication.edit_data import SPURIOUS_GROUPS
+
+    return {
+        setup: {str(g): name for g, name in SPURIOUS_GROUPS.items()}
+        for setup in figure_setups(figure)
+        if "spurious" in SETUPS[setup].get("data", {})
+    }
+
+
 def experiment_setups(wildcards, experiment):
     setups = figure_setups(wildcards.figure)
     for setup in setups:

@@ -1,11 +1,14 @@
+# Each figure's provenance (`coar provenance`) as text, and as a page the report shows.
 rule provenance:
     input:
         f"{RESULTS}/figures/{{figure}}.pdf",
     output:
-        report(
-            f"{RESULTS}/provenance/{{figure}}.txt",
+        text=f"{RESULTS}/provenance/{{figure}}.txt",
+        page=report(
+            f"{RESULTS}/provenance/{{figure}}.html",
             caption="../report/provenance.rst",
-            category="Provenance",
+            category=figure_category(),
+            labels=result_label("provenance"),
         ),
     log:
         f"{RESULTS}/logs/provenance/{{figure}}.log",

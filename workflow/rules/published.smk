@@ -39,10 +39,12 @@ rule compare_published_attributions:
     output:
         summary=f"{RESULTS}/eval/{{setup}}/published_comparison.csv",
         per_example=f"{RESULTS}/eval/{{setup}}/published_per_example.csv",
-        figure=report(
-            f"{RESULTS}/figures/published_{{setup}}.pdf",
+        figure=f"{RESULTS}/figures/published_{{setup}}.pdf",
+        png=report(
+            f"{RESULTS}/figures/published_{{setup}}.png",
             caption="../report/published.rst",
-            category="Published attributions",
+            category=lambda wildcards: figure_heading(f"published_{wildcards.setup}"),
+            labels=result_label("figure"),
         ),
     log:
         f"{RESULTS}/logs/compare_published_attributions/{{setup}}.log",

@@ -37,13 +37,27 @@ rule sample_efficiency_figure:
             setup=sample_efficiency_setups(),
         ),
     output:
-        figure=report(
-            f"{RESULTS}/figures/sample_efficiency.pdf",
+        figure=f"{RESULTS}/figures/sample_efficiency.pdf",
+        png=report(
+            f"{RESULTS}/figures/sample_efficiency.png",
             caption="../report/sample_efficiency.rst",
-            category="Figures",
+            category=figure_category("sample_efficiency"),
+            labels=result_label("figure"),
         ),
         numbers=f"{RESULTS}/figures/sample_efficiency.csv",
+        numbers_html=report(
+            f"{RESULTS}/figures/sample_efficiency_table.html",
+            caption="../report/table.rst",
+            category=figure_category("sample_efficiency"),
+            labels=result_label("numbers (table)"),
+        ),
         summary=f"{RESULTS}/figures/sample_efficiency_summary.csv",
+        summary_html=report(
+            f"{RESULTS}/figures/sample_efficiency_summary_table.html",
+            caption="../report/sample_efficiency_summary.rst",
+            category=figure_category("sample_efficiency"),
+            labels=result_label("ablations each solver needs (table)"),
+        ),
     log:
         f"{RESULTS}/logs/figures/sample_efficiency.log",
     benchmark:

@@ -21,6 +21,9 @@ with atomic_path(snakemake.output.summary) as tmp:
 with atomic_path(snakemake.output.per_example) as tmp:
     per_example.to_csv(tmp, index=False, float_format="%.6f")
 figure_published_comparison(
-    snakemake.wildcards.setup, summary, per_example, snakemake.output.figure
+    snakemake.wildcards.setup,
+    summary,
+    per_example,
+    [snakemake.output.figure, snakemake.output.png],
 )
 record_provenance(snakemake)
