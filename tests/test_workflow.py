@@ -115,12 +115,44 @@ def planned_jobs(result) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def mini_run(tmp_path_factory):
+def mini_run_result(tmp_path_factory):
+    """The shrunk embedded default run once: its directory, the shrinking config and the
+    finished Snakemake process (its output: what a user sees in the terminal)."""
     workdir = tmp_path_factory.mktemp("mini")
     small = write_yaml(workdir / "small.yaml", SMALL)
     result = snakemake(workdir, MINI, small, timeout=1500)
     assert result.returncode == 0, result.stderr[-5000:]
+    return workdir, small, result
+
+
+@pytest.fixture(scope="module")
+def mini_run(mini_run_result):
+    workdir, small, _ = mini_run_result
     return workdir, small
+
+
+@pytest.mark.workflow
+def test_the_run_ends_with_its_numbers_and_where_its_files_are(mini_run_result):
+    workdir, small, result = mini_run_result
+    terminal = result.stdout + result.stderr
+    # Every rule runs a script: the default profile prints no "Shell command: None".
+    assert "Shell command" not in terminal
+    closing = terminal[terminal.index("Finished: the results are in results/mini/") :]
+    results = workdir / "results" / "mini"
+    summary = (results / "SUMMARY.md").read_text()
+    assert "Headline numbers, from results/mini/SUMMARY.md" in closing
+    for row in re.findall(r"^\| (Fig\. [^|]+) \|", summary, re.M):
+        assert f"  {row.replace('`', '')}: " in closing  # each headline row, in the terminal
+    figures = re.search(r"^Figures: (\S+) \((.+)\)$", closing, re.M)
+    assert (workdir / figures[1]).resolve() == (results / "figures").resolve()
+    assert sorted(figures[2].split(", ")) == sorted(p.name for p in results.glob("figures/*.pdf"))
+    assert "Logs: results/mini/logs/" in closing
+    report = re.search(r"^HTML report .*: (\S*snakemake --report .*)$", closing, re.M)[1]
+    assert " --report results/mini/report.html " in report
+    configs = [(workdir / c).resolve() for c in re.findall(r"--configfile (\S+)", report)]
+    assert configs == [MINI.resolve(), small.resolve()]  # the run's own config files
+    provenance = re.search(r"^Provenance of a figure: \S*coar provenance (\S+)$", closing, re.M)
+    assert (workdir / provenance[1]).is_file()
 
 
 @pytest.mark.workflow

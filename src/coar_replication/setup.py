@@ -39,10 +39,18 @@ class Setup:
         return self.model, self.spec, self.inputs, self.labels, self.output_fn
 
     def attribution_run(
-        self, *, n_masks: int, alpha: float, seed: int, stream: str = "train", **settings
+        self,
+        *,
+        n_masks: int,
+        alpha: float,
+        seed: int,
+        stream: str = "train",
+        name: str | None = None,
+        **settings,
     ) -> AttributionRun:
         """A `coar.AttributionRun` of this setup's model, components, examples and output
-        (``settings``: masks_per_batch, precision, compile, store, progress)."""
+        (``settings``: masks_per_batch, precision, compile, store, progress); ``name``
+        labels its progress (default: the setup's name)."""
         return AttributionRun(
             self.model,
             self.inputs,
@@ -54,6 +62,6 @@ class Setup:
             seed=seed,
             stream=stream,
             device=self.labels.device,
-            name=self.name,
+            name=self.name if name is None else name,
             **settings,
         )

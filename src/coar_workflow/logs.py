@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -21,3 +23,24 @@ def log_to(path) -> logging.Logger:
     )
     logging.captureWarnings(True)
     return logging.getLogger()
+
+
+@contextmanager
+def labelled_progress(module, desc: str, **options):
+    """While active, the tqdm bars that ``module`` draws (a third-party module that offers
+    no label of its own, e.g. ``ffcv.writer``) carry ``desc`` and ``options`` (tqdm's).
+
+    >>> import types, tqdm
+    >>> fake = types.SimpleNamespace(tqdm=tqdm.tqdm)
+    >>> with labelled_progress(fake, "gather mini_digits", disable=True):
+    ...     fake.tqdm(total=3).desc
+    'gather mini_digits'
+    >>> fake.tqdm is tqdm.tqdm
+    True
+    """
+    original = module.tqdm
+    module.tqdm = functools.partial(original, desc=desc, **options)
+    try:
+        yield
+    finally:
+        module.tqdm = original
