@@ -156,6 +156,31 @@ def test_the_run_ends_with_its_numbers_and_where_its_files_are(mini_run_result):
 
 
 @pytest.mark.workflow
+def test_logs_read_as_prose_and_tables_with_labelled_progress(mini_run):
+    logs = mini_run[0] / "results" / "mini" / "logs"
+    progress = {
+        "edit_errors/mini_noisy.log": "errors mini_noisy: fix each: 100%",
+        "edit_forget/mini_digits/class3.log": "forget mini_digits, class 3: sweep over k: 100%",
+        "edit_subpopulation/mini_spurious.log": "subpopulation mini_spurious: sweep over k: 100%",
+        "edit_backdoor/mini_backdoor.log": "backdoor mini_backdoor: sweep over k: 100%",
+        "gather/mini_noisy/test_errors.log": "gather mini_noisy, example set test_errors: 100%",
+        "gather/mini_digits.log": "gather mini_digits, evaluation examples: 100%",
+        "ablate/mini_digits/shard_1.log": (
+            "ablate mini_digits, evaluation examples, shard 2 of 2 (masks: train): 100%"
+        ),
+        "ablate/mini_noisy/train_reference/shard_0.log": (
+            "ablate mini_noisy, example set train_reference (masks: train): 100%"
+        ),
+    }
+    for name, bar in progress.items():
+        text = (logs / name).read_text()
+        assert bar in text, (name, text[-2000:])
+        if name.startswith("edit_"):
+            assert "{'setup'" not in text  # the numbers as a table, not a raw dict
+            assert re.search(r"^\|---\|", text, re.M), text[-2000:]
+
+
+@pytest.mark.workflow
 def test_mini_workflow_writes_summary_and_figure(mini_run):
     workdir, _ = mini_run
     results = workdir / "results" / "mini"

@@ -30,11 +30,12 @@ def labelled_progress(module, desc: str, **options):
     """While active, the tqdm bars that ``module`` draws (a third-party module that offers
     no label of its own, e.g. ``ffcv.writer``) carry ``desc`` and ``options`` (tqdm's).
 
-    >>> import types, tqdm
-    >>> fake = types.SimpleNamespace(tqdm=tqdm.tqdm)
-    >>> with labelled_progress(fake, "gather mini_digits", disable=True):
-    ...     fake.tqdm(total=3).desc
-    'gather mini_digits'
+    >>> import io, types, tqdm
+    >>> fake, log = types.SimpleNamespace(tqdm=tqdm.tqdm), io.StringIO()
+    >>> with labelled_progress(fake, "gather mini_digits", file=log):
+    ...     steps = list(fake.tqdm(range(3), ncols=60))
+    >>> log.getvalue().split(chr(13))[-1].split("|")[0]  # the bar's last state
+    'gather mini_digits: 100%'
     >>> fake.tqdm is tqdm.tqdm
     True
     """
