@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from coar_workflow.summary import readme_table
+from coar_workflow.summary import END, START, readme_table
 
 
 def _shown(path) -> str:
@@ -56,8 +56,8 @@ def closing_message(results_dir, configfiles: Iterable = ()) -> str:
     if summary.is_file():
         try:
             headline = headline_lines(summary)
-        except ValueError as err:  # a SUMMARY.md without its table: say so, do not fail the run
-            headline = [f"  ({err})"]
+        except ValueError:  # a SUMMARY.md without its table: say so, do not fail the run
+            headline = [f"  (none: {_shown(summary)} has no table between {START} and {END})"]
         lines += [f"Headline numbers, from {_shown(summary)} (every number with its source):"]
         lines += headline
     figures = sorted((results / "figures").glob("*.pdf"))
