@@ -36,11 +36,10 @@ def headline_lines(summary: Path) -> list[str]:
     """The compact table of a ``SUMMARY.md`` as ``result: value`` lines (a terminal is
     narrower than the table)."""
     lines = []
-    for row in readme_table(summary.read_text()).splitlines():
-        cells = [cell.strip().replace("`", "") for cell in row.strip().strip("|").split("|")]
-        if len(cells) != 2 or cells == ["result", "value"] or set(cells[0]) <= set("-:"):
-            continue
-        lines.append(f"  {cells[0]}: {cells[1]}")
+    rows = readme_table(summary.read_text()).splitlines()[1:-1]  # between the markers
+    for row in rows[2:]:  # after the header and its rule
+        label, value = row.strip().removeprefix("|").removesuffix("|").split("|", 1)
+        lines.append(f"  {label.strip().replace('`', '')}: {value.strip().replace('`', '')}")
     return lines
 
 
