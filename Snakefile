@@ -38,3 +38,12 @@ rule all:
     input:
         all_targets(),
         f"{RESULTS}/SUMMARY.md",
+
+
+# The last thing a successful run prints: its headline numbers and where the figures,
+# SUMMARY.md, the logs and the report are (coar_workflow.closing).
+onsuccess:
+    from snakemake.logging import logger
+    from coar_workflow.closing import closing_message
+
+    logger.info(closing_message(RESULTS, workflow.overwrite_configfiles))

@@ -26,19 +26,20 @@
 # %%
 import json
 import os
-from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from coar_replication.checkpoints import load_model
+from coar_workflow.notebook import find_results
 
-RESULTS = Path(os.environ.get("COAR_RESULTS", "results/mini"))
+RESULTS = find_results()  # $COAR_RESULTS, else results/mini here or in a directory above
 SETUP = os.environ.get("COAR_SETUP", "mini_backdoor")
 experiment = RESULTS / "edits" / SETUP / "backdoor"
 summary = json.loads((experiment / "summary.json").read_text())
-pd.Series(summary)
+pd.Series(summary).to_frame("value")
 
 # %%
 sweep = pd.read_csv(experiment / "sweep.csv")
@@ -47,6 +48,7 @@ sweep
 # %%
 ax = sweep.plot(x="k", y=["test_clean_accuracy", "test_triggered_accuracy"], figsize=(6, 3.5))
 ax.axvline(summary["k"], ls=":", color="black")
+plt.show()
 
 # %% [markdown]
 # ## The edited model

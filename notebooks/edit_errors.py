@@ -27,8 +27,8 @@
 # %%
 import json
 import os
-from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -36,12 +36,13 @@ import torch
 from coar.components import conv_filters
 from coar.edit import apply_edit
 from coar_replication.checkpoints import load_model
+from coar_workflow.notebook import find_results
 
-RESULTS = Path(os.environ.get("COAR_RESULTS", "results/mini"))
+RESULTS = find_results()  # $COAR_RESULTS, else results/mini here or in a directory above
 SETUP = os.environ.get("COAR_SETUP", "mini_noisy")
 experiment = RESULTS / "edits" / SETUP / "errors"
 summary = json.loads((experiment / "summary.json").read_text())
-summary
+pd.Series(summary).to_frame("value")
 
 # %% [markdown]
 # ## One row per error
@@ -60,6 +61,7 @@ fixed = table[table.fixed]
 # %%
 ax = (100 * fixed[["train_change", "test_change"]]).plot.hist(bins=20, alpha=0.6, figsize=(6, 3.5))
 ax.set_xlabel("accuracy change (points)")
+plt.show()
 
 # %% [markdown]
 # ## Rebuild one edit from its record

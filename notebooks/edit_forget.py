@@ -26,16 +26,17 @@
 # %%
 import json
 import os
-from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from coar_replication.checkpoints import load_model
 from coar_replication.training import accuracy
+from coar_workflow.notebook import find_results
 
-RESULTS = Path(os.environ.get("COAR_RESULTS", "results/mini"))
+RESULTS = find_results()  # $COAR_RESULTS, else results/mini here or in a directory above
 SETUP = os.environ.get("COAR_SETUP", "mini_digits")
 experiment = RESULTS / "edits" / SETUP / "forget"
 classes = sorted(int(p.name[len("class") :]) for p in experiment.glob("class*"))
@@ -69,6 +70,7 @@ sweep[["k", "val_target_accuracy", "val_others_accuracy", "test_target_accuracy"
 ax = sweep.plot(x="k", y=["test_target_accuracy", "test_others_accuracy"], figsize=(6, 3.5))
 ax.axvline(summaries.set_index("target_class").loc[target, "k"], ls=":", color="black")
 ax.set_ylabel("test accuracy")
+plt.show()
 
 # %% [markdown]
 # ## The edited model: what was ablated, and why

@@ -26,19 +26,20 @@
 # %%
 import json
 import os
-from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from coar_replication.checkpoints import load_model
+from coar_workflow.notebook import find_results
 
-RESULTS = Path(os.environ.get("COAR_RESULTS", "results/mini"))
+RESULTS = find_results()  # $COAR_RESULTS, else results/mini here or in a directory above
 SETUP = os.environ.get("COAR_SETUP", "mini_spurious")
 experiment = RESULTS / "edits" / SETUP / "subpopulation"
 summary = json.loads((experiment / "summary.json").read_text())
-pd.Series(summary)
+pd.Series(summary).to_frame("value")
 
 # %% [markdown]
 # ## Accuracy per group against k
@@ -55,6 +56,7 @@ sweep[["k", "val_worst_group_accuracy", "test_accuracy", "test_worst_group_accur
 ax = sweep.plot(x="k", y=["test_accuracy", "test_group_average_accuracy",
                           "test_worst_group_accuracy"], figsize=(6, 3.5))
 ax.axvline(summary["k"], ls=":", color="black")
+plt.show()
 
 # %% [markdown]
 # ## The edited model and a check of its worst-group accuracy

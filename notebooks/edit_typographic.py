@@ -27,8 +27,8 @@
 # %%
 import json
 import os
-from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -47,10 +47,11 @@ from coar_replication.edit_clip import (
 )
 from coar_replication.edit_experiments import Split, remove_backdoor
 from coar_replication.setups import Setup
+from coar_workflow.notebook import find_results
 
-RESULTS = Path(os.environ.get("COAR_RESULTS", "results/mini"))
 SETUP = os.environ.get("COAR_SETUP", "")
-experiment = RESULTS / "edits" / SETUP / "typographic"
+if SETUP:  # $COAR_RESULTS, else results/mini here or in a directory above
+    experiment = find_results() / "edits" / SETUP / "typographic"
 from_workflow = bool(SETUP) and (experiment / "summary.json").exists()
 print("results from the workflow" if from_workflow else "tiny random-weight stand-in")
 
@@ -114,7 +115,7 @@ else:
     )
     summary, sweep = result.summary, result.sweep
     print(result.edit.criterion)
-pd.Series(summary)
+pd.Series(summary).to_frame("value")
 
 # %% [markdown]
 # The sweep (the shared backdoor/typographic code names the attacked copies "triggered").
@@ -122,3 +123,9 @@ pd.Series(summary)
 # %%
 sweep[["k", "val_clean_accuracy", "val_triggered_accuracy", "test_clean_accuracy",
        "test_triggered_accuracy"]]
+
+# %%
+ax = sweep.plot(x="k", y=["test_clean_accuracy", "test_triggered_accuracy"], figsize=(6, 3.5))
+ax.axvline(summary["k"], ls=":", color="black")
+ax.set_ylabel("test accuracy (clean / attacked)")
+plt.show()

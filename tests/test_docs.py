@@ -57,6 +57,19 @@ def _tiny_gpt2_heads(command: str) -> str:
     return f"{command} | grep -x 'total: 16'"
 
 
+def _notebook(command: str) -> str:
+    """Executes a notebook on the run's results, or, without a run, the one notebook that
+    needs none (its stand-in); into a temporary file, with a plot among its outputs. The
+    kernel runs in the output's directory: COAR_RESULTS names the run's results."""
+    if not (REPO / "results/mini/edits/mini_digits/forget").is_dir():
+        command = command.replace("edit_forget.py", "edit_typographic.py")
+    out = '"$(mktemp -d)/notebook.ipynb"'
+    return (
+        f"out={out}; COAR_RESULTS=$PWD/results/mini {command} --output $out "
+        "&& grep -q image/png $out"
+    )
+
+
 # documented command (exact, comment removed) -> the command the test runs (or a function
 # of the documented command giving it). Run from the repository root.
 COMMANDS = {
@@ -79,6 +92,8 @@ COMMANDS = {
     ),
     # docs/paper.md: planning the paper's DAG is the command itself
     ".venv/bin/snakemake -n": ".venv/bin/snakemake -n --quiet",
+    # docs/editing.md
+    ".venv/bin/jupytext --to ipynb --execute notebooks/edit_forget.py": _notebook,
     # docs/cluster.md
     "export COAR_SLURM_ACCOUNT=myproject COAR_SLURM_GPU_PARTITION=gpu COAR_SLURM_GPU_MODEL=a100": (
         lambda command: command + " && test $COAR_SLURM_GPU_MODEL = a100"

@@ -4,12 +4,13 @@ import copy
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats
 
 from coar.attributions import Attributions
-from coar.components import conv_filters
+from coar.components import ComponentSpec, conv_filters
 from coar.edit import (
     Edit,
     ablation_order,
@@ -30,7 +31,7 @@ from coar_replication.edit_examples import (
     selection_record,
     with_selected_ids,
 )
-from coar_replication.edit_experiments import Split, forget_class
+from coar_replication.edit_experiments import Split, _ranked_sweep, forget_class
 from coar_replication.setup import Setup
 
 
@@ -86,6 +87,39 @@ def test_greedy_sweep_equals_zeroed_weights(tiny_resnet):
         edited = apply_edit(copy.deepcopy(tiny_resnet), spec, order[:k])
         with torch.no_grad():
             assert acc == (edited(x).argmax(1) == y).double().mean().item()
+
+
+def test_a_sweep_run_a_few_k_at_a_time_is_the_single_sweep_with_progress(tiny_resnet, capsys):
+    spec = conv_filters(tiny_resnet)
+    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = tiny_resnet(x).argmax(1)
+    scores = np.random.default_rng(0).normal(size=len(spec))
+    evaluations = {"val": (x[:40], accuracy_metrics(y[:40])), "test": (x, accuracy_metrics(y))}
+    args = (tiny_resnet, spec, scores, "lower", 30, 4, evaluations, "forget tiny, class 3")
+    order, whole = _ranked_sweep(*args)
+    chunked_order, chunked = _ranked_sweep(*args, max_batch=3 * 64)  # 3 k per call
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert (chunked_order == order).all() and len(whole) == len(sweep_grid(30, 4, len(spec)))
+    assert "forget tiny, class 3: sweep over k: 100%" in capsys.readouterr().err
+
+
+class Reciprocal(torch.nn.Module):
+    def forward(self, h):
+        return 1 / h
+
+
+def test_a_sweep_a_few_k_at_a_time_names_the_k_whose_logits_are_not_finite():
+    # Ablating any neuron of layer 0 zeroes it and the next layer divides by it: every
+    # k >= 1 gives inf; the error must name those k, not positions within a call.
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4, bias=False), Reciprocal(), torch.nn.Linear(4, 2)
+    )
+    spec = ComponentSpec([("0", 4)])
+    x, y = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.zeros(6).long()
+    evaluations = {"val": (x, accuracy_metrics(y))}
+    with pytest.raises(ValueError, match=r"split 'val': .* NaN or inf at k = \[2\]"):
+        _ranked_sweep(model, spec, np.zeros(4), "lower", 4, 2, evaluations, "d", max_batch=6)
 
 
 def test_edited_model_saves_what_was_ablated_and_why(tiny_resnet, tmp_path):

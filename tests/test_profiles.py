@@ -93,7 +93,8 @@ def test_dry_run_through_the_profile_asks_for_gpus_only_for_gpu_rules(tmp_path):
         env={**os.environ, "COAR_SLURM_GPU_MODEL": "a100"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    jobs = re.findall(r"^rule (\w+):\n(.*?)^Shell command", result.stdout, re.M | re.S)
+    # each job: "rule <name>:" and its indented lines (input, output, ..., resources)
+    jobs = re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n)+)", result.stdout, re.M)
     # The embedded default has no CLIP setup, so it plans no typographic edit.
     assert {rule for rule, _ in jobs} >= gpu_rules() - {"edit_typographic"}
     for rule, text in jobs:

@@ -120,12 +120,69 @@ def planned_jobs(result) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def mini_run(tmp_path_factory):
+def mini_run_result(tmp_path_factory):
+    """The shrunk embedded default run once: its directory, the shrinking config and the
+    finished Snakemake process (its output: what a user sees in the terminal)."""
     workdir = tmp_path_factory.mktemp("mini")
     small = write_yaml(workdir / "small.yaml", SMALL)
     result = snakemake(workdir, MINI, small, timeout=1500)
     assert result.returncode == 0, result.stderr[-5000:]
+    return workdir, small, result
+
+
+@pytest.fixture(scope="module")
+def mini_run(mini_run_result):
+    workdir, small, _ = mini_run_result
     return workdir, small
+
+
+@pytest.mark.workflow
+def test_the_run_ends_with_its_numbers_and_where_its_files_are(mini_run_result):
+    workdir, small, result = mini_run_result
+    terminal = result.stdout + result.stderr
+    # Every rule runs a script: the default profile prints no "Shell command: None".
+    assert "Shell command" not in terminal
+    closing = terminal[terminal.index("Finished: the results are in results/mini/") :]
+    results = workdir / "results" / "mini"
+    summary = (results / "SUMMARY.md").read_text()
+    assert "Headline numbers, from results/mini/SUMMARY.md" in closing
+    for row in re.findall(r"^\| (Fig\. [^|]+) \|", summary, re.M):
+        assert f"  {row.replace('`', '')}: " in closing  # each headline row, in the terminal
+    figures = re.search(r"^Figures: (\S+) \((.+)\)$", closing, re.M)
+    assert (workdir / figures[1]).resolve() == (results / "figures").resolve()
+    assert sorted(figures[2].split(", ")) == sorted(p.name for p in results.glob("figures/*.pdf"))
+    assert "Logs: results/mini/logs/" in closing
+    report = re.search(r"^HTML report .*: (\S*snakemake --report .*)$", closing, re.M)[1]
+    assert " --report results/mini/report.html " in report
+    configs = [(workdir / c).resolve() for c in re.findall(r"--configfile (\S+)", report)]
+    assert configs == [MINI.resolve(), small.resolve()]  # the run's own config files
+    provenance = re.search(r"^Provenance of a figure: \S*coar provenance (\S+)$", closing, re.M)
+    assert (workdir / provenance[1]).is_file()
+
+
+@pytest.mark.workflow
+def test_logs_read_as_prose_and_tables_with_labelled_progress(mini_run):
+    logs = mini_run[0] / "results" / "mini" / "logs"
+    progress = {
+        "edit_errors/mini_noisy.log": "errors mini_noisy: fix each: 100%",
+        "edit_forget/mini_digits/class3.log": "forget mini_digits, class 3: sweep over k: 100%",
+        "edit_subpopulation/mini_spurious.log": "subpopulation mini_spurious: sweep over k: 100%",
+        "edit_backdoor/mini_backdoor.log": "backdoor mini_backdoor: sweep over k: 100%",
+        "gather/mini_noisy/test_errors.log": "gather mini_noisy, example set test_errors: 100%",
+        "gather/mini_digits.log": "gather mini_digits, evaluation examples: 100%",
+        "ablate/mini_digits/shard_1.log": (
+            "ablate mini_digits, evaluation examples, shard 2 of 2 (masks: train): 100%"
+        ),
+        "ablate/mini_noisy/train_reference/shard_0.log": (
+            "ablate mini_noisy, example set train_reference (masks: train): 100%"
+        ),
+    }
+    for name, bar in progress.items():
+        text = (logs / name).read_text()
+        assert bar in text, (name, text[-2000:])
+        if name.startswith("edit_"):
+            assert "{'setup'" not in text  # the numbers as a table, not a raw dict
+            assert re.search(r"^\|---\|", text, re.M), text[-2000:]
 
 
 @pytest.mark.workflow
@@ -310,24 +367,106 @@ def test_edit_experiments_write_figures_tables_and_edited_models(mini_run):
     assert attributions.meta["examples"]["split"] == "train"
 
 
-@pytest.mark.workflow
-@pytest.mark.parametrize("notebook", sorted((REPO / "notebooks").glob("*.py")), ids=str)
-def test_notebooks_run_on_the_results(mini_run, notebook):
-    import jupytext
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.py"))
 
-    workdir, _ = mini_run
-    cells = jupytext.read(notebook).cells
-    assert sum(cell.cell_type == "markdown" for cell in cells) >= 2
-    env = {**os.environ, "COAR_RESULTS": str(workdir / "results" / "mini"), "MPLBACKEND": "Agg"}
-    result = subprocess.run(
-        [sys.executable, str(notebook)],
-        capture_output=True,
-        text=True,
-        cwd=workdir,
-        env=env,
-        timeout=300,
+
+@pytest.fixture(scope="module")
+def notebook_kernel(tmp_path_factory):
+    """A Jupyter kernel spec of this Python (its ipykernel), in a directory of its own:
+    whatever kernels the user has installed, the notebooks run here."""
+    from ipykernel.kernelspec import install
+
+    prefix = tmp_path_factory.mktemp("jupyter")
+    install(kernel_name="coar-tests", prefix=str(prefix))
+    return "coar-tests", prefix / "share" / "jupyter"
+
+
+def notebook_client(notebook: Path, cwd: Path, kernel, monkeypatch, results=None):
+    """A jupytext notebook converted, and the nbclient client that executes it as Jupyter
+    does, from ``cwd``, with COAR_RESULTS=``results`` (None: unset)."""
+    import jupytext
+    from nbclient import NotebookClient
+
+    name, jupyter_path = kernel
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws
+    monkeypatch.delenv("COAR_SETUP", raising=False)
+    if results is None:
+        monkeypatch.delenv("COAR_RESULTS", raising=False)
+    else:
+        monkeypatch.setenv("COAR_RESULTS", str(results))
+    nb = jupytext.read(notebook)
+    client = NotebookClient(
+        nb, kernel_name=name, timeout=300, resources={"metadata": {"path": str(cwd)}}
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    return nb, client
+
+
+def execute_notebook(*args, **kwargs):
+    """The executed notebook (`notebook_client`'s arguments)."""
+    nb, client = notebook_client(*args, **kwargs)
+    client.execute()
+    return nb
+
+
+def output_types(nb) -> set[str]:
+    return {
+        kind
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        for kind in output.get("data", {})
+    }
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_run_as_notebooks_from_their_folder(
+    mini_run, notebook_kernel, notebook, monkeypatch
+):
+    """Opened in Jupyter from notebooks/ of a checkout with a run (no COAR_RESULTS): the
+    results are found above, and the tables and plots are the cells' outputs."""
+    workdir, _ = mini_run
+    folder = workdir / "notebooks"
+    folder.mkdir(exist_ok=True)
+    nb = execute_notebook(notebook, folder, notebook_kernel, monkeypatch)
+    assert sum(cell.cell_type == "markdown" for cell in nb.cells) >= 2
+    assert {"text/html", "image/png"} <= output_types(nb), output_types(nb)
+
+
+@pytest.mark.workflow
+def test_a_notebook_reads_the_results_that_coar_results_names(
+    mini_run, notebook_kernel, tmp_path, monkeypatch
+):
+    results = mini_run[0] / "results" / "mini"
+    nb = execute_notebook(
+        REPO / "notebooks" / "edit_forget.py", tmp_path, notebook_kernel, monkeypatch, results
+    )
+    assert {"text/html", "image/png"} <= output_types(nb)
+
+
+def test_a_notebook_without_results_says_where_it_looked_in_one_line(
+    notebook_kernel, tmp_path, monkeypatch
+):
+    from nbclient.exceptions import CellExecutionError
+
+    folder = tmp_path / "notebooks"  # nothing above it holds results/mini
+    folder.mkdir()
+    notebook = REPO / "notebooks" / "edit_forget.py"
+    expected = (
+        f"ResultsNotFound: no results/mini/ in {folder} or any directory above it: run the "
+        "workflow (make run) or set COAR_RESULTS to a run's results directory"
+    )
+    nb, client = notebook_client(notebook, folder, notebook_kernel, monkeypatch)
+    with pytest.raises(CellExecutionError):
+        client.execute()
+    errors = [out for cell in nb.cells for out in cell.get("outputs", []) if "ename" in out]
+    assert [error.traceback for error in errors] == [[expected]]  # one line, no traceback
+    # As a script: the same line, and no traceback.
+    script = subprocess.run(
+        [sys.executable, str(notebook)], cwd=folder, capture_output=True, text=True, timeout=300
+    )
+    assert script.returncode == 1 and script.stderr.strip() == expected, script.stderr
 
 
 def test_fig3_alone_needs_only_the_forgetting_branch(tmp_path):

@@ -245,7 +245,7 @@ class AttributionRun:
             rows=rows,
             alpha=self.run["alpha"],
             progress=self.progress,
-            desc=f"ablate {self.name} [{self.run['stream']}]",
+            desc=f"ablate {self.name} (masks: {self.run['stream']})",
             **self.settings,
         )
 

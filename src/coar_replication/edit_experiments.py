@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from coar.attributions import Attributions
 from coar.components import ComponentSpec
@@ -91,16 +92,42 @@ def _finite(split: str, metrics, ks):
     return checked
 
 
-def _ranked_sweep(model, spec, scores, direction: str, k_max: int, k_step: int, evaluations):
-    """Components in ablation order for ``direction``, and the greedy sweep over k."""
+def _progress(total: int, desc: str, unit: str) -> tqdm:
+    """A progress bar for a step's log (a file): refreshed every few seconds."""
+    return tqdm(total=total, desc=desc, unit=unit, mininterval=5)
+
+
+def _ranked_sweep(
+    model,
+    spec,
+    scores,
+    direction: str,
+    k_max: int,
+    k_step: int,
+    evaluations,
+    desc: str,
+    max_batch: int = 8192,
+):
+    """Components in ablation order for ``direction``, and the greedy sweep over k, with
+    progress labelled ``desc``. The sweep runs a few k at a time (as many ablated models
+    as one forward pass of `coar.edit.logits_under_masks` holds, ``max_batch`` pairs):
+    its rows do not depend on each other, so the table is the one a single
+    `coar.edit.greedy_sweep` call gives."""
     order = ablation_order(scores, direction)
     ks = sweep_grid(k_max, k_step, len(spec))
-    evaluations = {
-        name: (inputs, _finite(name, metrics, ks))
-        for name, (inputs, metrics) in evaluations.items()
-    }
-    sweep = greedy_sweep(model, spec, order, ks, evaluations)
-    return order, sweep
+    largest = max(len(inputs) for inputs, _ in evaluations.values())
+    per_call = max(1, max_batch // max(1, largest))
+    parts = []
+    with _progress(len(ks), f"{desc}: sweep over k", "k") as bar:
+        for start in range(0, len(ks), per_call):
+            chunk = ks[start : start + per_call]
+            checked = {
+                name: (inputs, _finite(name, metrics, chunk))
+                for name, (inputs, metrics) in evaluations.items()
+            }
+            parts.append(greedy_sweep(model, spec, order, chunk, checked))
+            bar.update(len(chunk))
+    return order, pd.concat(parts, ignore_index=True)
 
 
 def _before_after(sweep: pd.DataFrame, chosen: int, columns) -> dict[str, float]:
@@ -190,6 +217,7 @@ def forget_class(
             split_name: (split.inputs, class_accuracy_metrics(split.labels, target_class))
             for split_name, split in (("val", val), ("test", test))
         },
+        f"forget {setup}, class {target_class}",
     )
     reached = (sweep["val_target_accuracy"] <= max_target_accuracy).to_numpy()
     if reached.any():
@@ -294,6 +322,7 @@ def subpopulation_robustness(
             "val": (val.inputs, val_metrics),
             "test": (test.inputs, group_metrics(test.labels, test.groups)),
         },
+        f"subpopulation {setup}",
     )
     feasible = (
         sweep["val_accuracy"] >= sweep["val_accuracy"].iloc[0] - max_accuracy_drop
@@ -407,7 +436,9 @@ def remove_backdoor(
             ("test_triggered", non_target(test_triggered)),
         )
     }
-    order, sweep = _ranked_sweep(model, spec, scores, "raise", k_max, k_step, evaluations)
+    order, sweep = _ranked_sweep(
+        model, spec, scores, "raise", k_max, k_step, evaluations, f"{experiment} {setup}"
+    )
     feasible = (
         sweep["val_clean_accuracy"] >= sweep["val_clean_accuracy"].iloc[0] - max_clean_drop
     ).to_numpy()
@@ -492,6 +523,7 @@ def fix_errors(
         "val": _accuracy(model, spec, keep_all, val, name="val"),
     }
     rows, edits = [], []
+    bar = _progress(len(error_attributions.example_ids), f"errors {setup}: fix each", "error")
     for j, example in enumerate(error_attributions.example_ids):
         x, y = test.inputs[example : example + 1], int(test.labels[example])
         scores = welch_t(errors[j : j + 1], reference)
@@ -537,6 +569,9 @@ def fix_errors(
                 )
                 break
         rows.append(row)
+        bar.set_postfix_str(f"{len(edits)} fixed", refresh=False)
+        bar.update()
+    bar.close()
     table = pd.DataFrame(rows)
     for column in ("k", "val_change", "train_change", "test_change"):
         if column not in table:

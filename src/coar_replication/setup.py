@@ -39,12 +39,20 @@ class Setup:
         return self.model, self.spec, self.inputs, self.labels, self.output_fn
 
     def attribution_run(
-        self, *, n_masks: int, alpha: float, seed: int, stream: str = "train", **settings
+        self,
+        *,
+        n_masks: int,
+        alpha: float,
+        seed: int,
+        stream: str = "train",
+        name: str | None = None,
+        **settings,
     ) -> AttributionRun:
         """A `coar.AttributionRun` of this setup's model, components, examples and output
-        (``settings``: masks_per_batch, precision, compile, store, progress). Its shards
-        are fitted by the workflow's fit step, on the device and with the solver of the
-        config, so the run itself checks no fit cost (``solver=None``)."""
+        (``settings``: masks_per_batch, precision, compile, store, progress); ``name``
+        labels its progress (default: the setup's name). Its shards are fitted by the
+        workflow's fit step, on the device and with the solver of the config, so the run
+        itself checks no fit cost (``solver=None``)."""
         settings.setdefault("solver", None)
         return AttributionRun(
             self.model,
@@ -57,6 +65,6 @@ class Setup:
             seed=seed,
             stream=stream,
             device=self.labels.device,
-            name=self.name,
+            name=self.name if name is None else name,
             **settings,
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import torch
 
@@ -11,6 +13,8 @@ from coar.device import resolve_device
 from coar_replication.edit_experiments import Split
 from coar_replication.setup import Setup
 from coar_replication.setups import load_setup
+
+log = logging.getLogger(__name__)
 
 
 class SetupSplits:
@@ -74,6 +78,15 @@ def write_csv(table, path) -> None:
         table.to_csv(tmp, index=False, float_format="%.6f")
 
 
+def log_summary(summary: dict, experiment: str, path) -> None:
+    """Log an experiment's numbers (``summary``, written to ``path``) as ``SUMMARY.md``
+    shows them: a sentence and a table of before and after."""
+    from coar_workflow.summary import edit_section
+
+    lines, _ = edit_section([summary], summary["setup"], experiment, f"`{Path(path)}`")
+    log.info("\n%s", "\n".join(lines))
+
+
 def check_edited_accuracy(edited: torch.nn.Module, split: Split, expected: float) -> float:
     """The zeroed-weights model must reproduce the sweep's (masked) accuracy exactly."""
     from coar_replication.training import accuracy
@@ -95,6 +108,7 @@ def save_experiment(result, data: SetupSplits, outputs, accuracy_key: str) -> No
 
     write_csv(result.sweep, outputs.sweep)
     write_json(result.summary, outputs.summary)
+    log_summary(result.summary, result.edit.experiment, outputs.summary)
     edited = apply_edit(data.model, data.spec, result.edit.ablated)
     check_edited_accuracy(edited, data.split("test"), result.summary[accuracy_key])
     save_edited_model(edited, result.edit, outputs.model, metrics=result.summary)

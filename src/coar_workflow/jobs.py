@@ -31,3 +31,19 @@ def load_setup_of_rule(smk, device: torch.device, examples: dict | None = None) 
         device,
         examples=examples,
     )
+
+
+def job_label(smk) -> str:
+    """What a job works on, for its progress bars and log lines: the setup, and the
+    example set (``examples`` wildcard) or the setup's own evaluation examples.
+
+    >>> from types import SimpleNamespace
+    >>> wildcards = SimpleNamespace(setup="mini_noisy", examples="test_errors")
+    >>> job_label(SimpleNamespace(wildcards=wildcards))
+    'mini_noisy, example set test_errors'
+    >>> job_label(SimpleNamespace(wildcards=SimpleNamespace(setup="mini_digits")))
+    'mini_digits, evaluation examples'
+    """
+    examples = getattr(smk.wildcards, "examples", None)
+    where = f"example set {examples}" if examples else "evaluation examples"
+    return f"{smk.wildcards.setup}, {where}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -21,3 +23,25 @@ def log_to(path) -> logging.Logger:
     )
     logging.captureWarnings(True)
     return logging.getLogger()
+
+
+@contextmanager
+def labelled_progress(module, desc: str, **options):
+    """While active, the tqdm bars that ``module`` draws (a third-party module that offers
+    no label of its own, e.g. ``ffcv.writer``) carry ``desc`` and ``options`` (tqdm's).
+
+    >>> import io, types, tqdm
+    >>> fake, log = types.SimpleNamespace(tqdm=tqdm.tqdm), io.StringIO()
+    >>> with labelled_progress(fake, "gather mini_digits", file=log):
+    ...     steps = list(fake.tqdm(range(3), ncols=60))
+    >>> log.getvalue().split(chr(13))[-1].split("|")[0]  # the bar's last state
+    'gather mini_digits: 100%'
+    >>> fake.tqdm is tqdm.tqdm
+    True
+    """
+    original = module.tqdm
+    module.tqdm = functools.partial(original, desc=desc, **options)
+    try:
+        yield
+    finally:
+        module.tqdm = original

@@ -293,8 +293,16 @@ def _sample_efficiency_section(path: Path, rel: str) -> tuple[list[str], list[tu
 
 
 def _edit_section(setup: str, experiment: str, paths: list[Path], rels: list[str]):
-    summaries = [_read_json(p) for p in paths]
     source = ", ".join(f"`{r}`" for r in rels)
+    return edit_section([_read_json(p) for p in paths], setup, experiment, source)
+
+
+def edit_section(summaries: list[dict], setup: str, experiment: str, source: str):
+    """(lines, compact) of one Coar-Edit experiment: a sentence and a Markdown table of
+    its numbers before and after the edit, and the one-line form of the compact table,
+    from its summaries (``summary.json``; one per class for ``forget``) and ``source``,
+    the files they come from. The section of ``SUMMARY.md``, and what each edit job logs.
+    """
     if experiment == "errors":
         s = summaries[0]
         n_c = _number(s.get("n_components"))

@@ -29,6 +29,6 @@ result = remove_backdoor(
     max_clean_drop=cfg["max_clean_drop"],
     experiment=snakemake.params.experiment,
 )
-log.info("chosen k = %d (%s)\n%s", result.edit.k, result.edit.criterion, result.summary)
+log.info("chosen k = %d (%s)", result.edit.k, result.edit.criterion)
 save_experiment(result, data, snakemake.output, accuracy_key="test_clean_accuracy_after")
 record_provenance(snakemake)

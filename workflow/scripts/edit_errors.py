@@ -7,7 +7,7 @@ import torch
 from coar.attributions import Attributions
 from coar.serialization import save_torch
 from coar_replication.edit_experiments import fix_errors
-from coar_workflow.edit_io import SetupSplits, write_csv, write_json
+from coar_workflow.edit_io import SetupSplits, log_summary, write_csv, write_json
 from coar_workflow.logs import log_to
 from coar_workflow.provenance import record_provenance
 
@@ -49,9 +49,9 @@ summary = {
     "median_val_change": float(np.median(fixed.val_change)) if len(fixed) else None,
     "n_components": len(data.spec),
 }
-log.info("%s", summary)
 write_csv(table, snakemake.output.table)
 write_json(summary, snakemake.output.summary)
+log_summary(summary, "errors", snakemake.output.summary)
 # One edit per error; coar.edit.apply_edit(model, spec, record["ablated"]) rebuilds each one.
 save_torch({"edits": [edit.record() for edit in edits], "summary": summary}, snakemake.output.edits)
 record_provenance(snakemake)

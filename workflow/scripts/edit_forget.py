@@ -29,6 +29,6 @@ result = forget_class(
     k_step=cfg["k_step"],
     max_target_accuracy=cfg["max_target_accuracy"],
 )
-log.info("chosen k = %d (%s)\n%s", result.edit.k, result.edit.criterion, result.summary)
+log.info("chosen k = %d (%s)", result.edit.k, result.edit.criterion)
 save_experiment(result, data, snakemake.output, accuracy_key="test_accuracy_after")
 record_provenance(snakemake)

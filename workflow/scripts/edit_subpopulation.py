@@ -29,6 +29,6 @@ result = subpopulation_robustness(
     k_step=cfg["k_step"],
     max_accuracy_drop=cfg["max_accuracy_drop"],
 )
-log.info("chosen k = %d (%s)\n%s", result.edit.k, result.edit.criterion, result.summary)
+log.info("chosen k = %d (%s)", result.edit.k, result.edit.criterion)
 save_experiment(result, data, snakemake.output, accuracy_key="test_accuracy_after")
 record_provenance(snakemake)

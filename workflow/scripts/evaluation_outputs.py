@@ -6,7 +6,7 @@ import torch
 from coar.atomic import atomic_path
 from coar.device import resolve_device
 from coar.evaluation import fresh_mask_rows, stream_mask_keys
-from coar_workflow.jobs import load_setup_of_rule
+from coar_workflow.jobs import job_label, load_setup_of_rule
 from coar_workflow.logs import log_to
 from coar_workflow.provenance import record_provenance
 
@@ -34,6 +34,7 @@ attribution_run = setup.attribution_run(
     masks_per_batch=snakemake.params.masks_per_batch,
     precision=snakemake.params.precision,
     compile=snakemake.params.compile,
+    name=f"{job_label(snakemake)} at alpha_test {alpha:g}",
 )
 masks, outputs = attribution_run.ablate_rows(rows)
 with atomic_path(snakemake.output[0]) as tmp, open(tmp, "wb") as f:

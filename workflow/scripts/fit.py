@@ -26,6 +26,7 @@ attributions = fit_from_beton(
     fit_config=snakemake.params.fit,
     meta={"setup": name, "method": "coar", **snakemake.params.ablation},
     device=device,
+    progress=True,  # "fit: reading <beton>": the beton's path names setup and example set
 )
 attributions.save(snakemake.output[0])
 record_provenance(snakemake)
