@@ -184,7 +184,26 @@ def test_cpu_auto_batch_times_nothing_when_the_first_pass_is_slow():
     best = fastest_cpu_batch(
         masked, setup.inputs, setup.labels, margin, max_pass_seconds=0.02, clock=wrapper.clock
     )
-    assert best == 10 and wrapper.sizes == [10]  # the warm-up pass only
+    assert best == 10 and wrapper.sizes == [10, 10]  # slow twice in a row: no more probes
+
+
+class SlowFirstPass(SlowAbove):
+    """1 ms per sample, but the first pass costs 5 s more (one-time costs of a process)."""
+
+    def forward(self, x):
+        if not self.sizes:
+            self.now += 5.0
+        return super().forward(x)
+
+
+def test_cpu_auto_batch_probes_on_when_only_the_first_pass_was_slow():
+    setup = tiny_setup()
+    wrapper = SlowFirstPass(setup.model, knee=10**6)
+    masked = MaskedModel(wrapper, component_spec(wrapper, "conv_filters"))
+    best = fastest_cpu_batch(
+        masked, setup.inputs, setup.labels, margin, largest=160, clock=wrapper.clock
+    )
+    assert best == 160 and sorted(set(wrapper.sizes)) == [10, 20, 40, 80, 160]
 
 
 def test_roofline_counts_conv_flops_and_measures_a_matmul_peak():

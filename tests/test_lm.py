@@ -272,5 +272,6 @@ def test_phi_2_component_counts(capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "total: 1024"
     main(["components", "phi2", "--kind", "mlp_neurons"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["model.layers.0.mlp.fc1", "10240"]
+    assert lines[0] == "mlp_neurons of architecture phi2 (no weights)"
+    assert lines[2].split() == ["model.layers.0.mlp.fc1", "10240"]
     assert lines[-1] == "total: 327680"

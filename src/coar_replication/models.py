@@ -66,3 +66,19 @@ class MiniResNet(nn.Module):
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.pool(self.layers(out))
         return self.linear(out.flatten(1))
+
+
+def digits_miniresnet(arch: dict, x_train, y_train) -> MiniResNet:
+    """The embedded default's MiniResNet for a setup's digits: ``arch`` is the setup's
+    ``model`` config (planes, num_blocks, pool); the input channels and image size come
+    from the (N, C, H, W) training images, the classes from the training labels. The one
+    place that builds it (training, and ``coar components`` of a setup)."""
+    _, channels, side, _ = x_train.shape
+    return MiniResNet(
+        in_channels=channels,
+        planes=arch["planes"],
+        num_blocks=arch["num_blocks"],
+        num_classes=int(y_train.max()) + 1,
+        pool=arch["pool"],
+        image_size=side,
+    )

@@ -276,20 +276,11 @@ def setup_target(name: str, cfg: dict, config: dict) -> Target:
 def _digits_setup(name: str, cfg: dict) -> Target:
     """The MiniResNet that workflow/scripts/train.py trains on the setup's digits."""
     from coar_replication.edit_data import prepare_digits
-    from coar_replication.models import MiniResNet
+    from coar_replication.models import digits_miniresnet
 
     arrays = prepare_digits(cfg["data"])
-    _, channels, side, _ = arrays["x_train"].shape
-    arch = cfg["model"]
     with torch.device("meta"):
-        model = MiniResNet(
-            in_channels=channels,
-            planes=arch["planes"],
-            num_blocks=arch["num_blocks"],
-            num_classes=int(arrays["y_train"].max()) + 1,
-            pool=arch["pool"],
-            image_size=side,
-        )
+        model = digits_miniresnet(cfg["model"], arrays["x_train"], arrays["y_train"])
     return Target(model, f"setup {name} (no weights)", "conv_filters")
 
 

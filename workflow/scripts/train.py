@@ -7,7 +7,7 @@ import torch
 
 from coar.atomic import atomic_path
 from coar_replication.checkpoints import save_model
-from coar_replication.models import MiniResNet
+from coar_replication.models import digits_miniresnet
 from coar_replication.training import accuracy, train_classifier
 from coar_workflow.logs import log_to
 from coar_workflow.provenance import record_provenance
@@ -18,16 +18,8 @@ arch, hp = snakemake.params.model, snakemake.params.train
 
 with np.load(snakemake.input.data) as data:
     arrays = {key: data[key] for key in data.files}
-_, channels, side, _ = arrays["x_train"].shape
 torch.manual_seed(hp["seed"])
-model = MiniResNet(
-    in_channels=channels,
-    planes=arch["planes"],
-    num_blocks=arch["num_blocks"],
-    num_classes=int(arrays["y_train"].max()) + 1,
-    pool=arch["pool"],
-    image_size=side,
-)
+model = digits_miniresnet(arch, arrays["x_train"], arrays["y_train"])
 train_classifier(
     model,
     arrays["x_train"],
