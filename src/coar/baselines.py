@@ -61,6 +61,7 @@ from coar.masking import (
     MaskedModel,
     ablated_outputs,
     batch_size_of,
+    call_model,
     resolve_batch_dim,
     take,
 )
@@ -74,10 +75,6 @@ BASELINES = ("loo", "gp", "nc", "ii", "atp")
 GRADIENT_BATCH_FRACTION = 4
 
 OutputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _call(model: nn.Module, inputs: Inputs):
-    return model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
 
 
 def _repeat(tensor: torch.Tensor, times: int) -> torch.Tensor:
@@ -266,7 +263,7 @@ def gradient_times_parameter(
     with _ExposedAttention(model), torch.enable_grad():
         for i in range(n_examples):
             one = slice(i, i + 1)
-            output = output_fn(_call(model, take(inputs, one)), labels[one]).sum()
+            output = output_fn(call_model(model, take(inputs, one)), labels[one]).sum()
             grads = torch.autograd.grad(output, params, allow_unused=True)
             for g, w in unit_weights:
                 grad = grads[index[id(w.param)]]
@@ -297,7 +294,7 @@ def attribution_patching(
         with _capturing(taps) as captured:
             for s in _example_chunks(n_examples, max_batch):
                 with torch.enable_grad():
-                    total = output_fn(_call(model, take(inputs, s)), labels[s]).sum()
+                    total = output_fn(call_model(model, take(inputs, s)), labels[s]).sum()
                     acts = list(captured)
                     for g, act in zip(spec.groups, acts, strict=True):
                         if act is None:
@@ -416,7 +413,7 @@ def full_outputs(
     """Outputs of the unablated model: float32 (N,) on the CPU."""
     return torch.cat(
         [
-            output_fn(_call(model, take(inputs, s)), labels[s]).float().cpu()
+            output_fn(call_model(model, take(inputs, s)), labels[s]).float().cpu()
             for s in _example_chunks(batch_size_of(inputs), max_batch)
         ]
     )

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from coar.components import ComponentSpec, dropped_slices, keep_mask
-from coar.masking import Inputs, MaskedModel, batch_size_of, resolve_batch_dim
+from coar.masking import Inputs, MaskedModel, batch_size_of, call_model, resolve_batch_dim
 from coar.masks import sample_masks
 
 # Worst relative difference tolerated by `verify_exact`: fp32 (or fp64) weights, and
@@ -46,10 +46,6 @@ def _tensor_of(output) -> torch.Tensor:
     if isinstance(last, torch.Tensor):
         return last
     raise TypeError(f"cannot find a tensor in the model's output ({type(output).__name__})")
-
-
-def _call(model: nn.Module, inputs: Inputs):
-    return model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
 
 
 @torch.no_grad()
@@ -102,7 +98,7 @@ def check_exact(
             for param, dim, indices in dropped_slices(model, spec, keep.cpu()):
                 saved.append((param, dim, indices, param.index_select(dim, indices).clone()))
                 param.index_fill_(dim, indices, 0)
-            reference.append(values(_call(model, inputs), 1))
+            reference.append(values(call_model(model, inputs), 1))
         finally:
             for param, dim, indices, values_before in reversed(saved):
                 param.index_copy_(dim, indices, values_before)

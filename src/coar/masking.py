@@ -63,6 +63,11 @@ def take(inputs: Inputs, index: slice, batch_dim: int = 0) -> Inputs:
     return inputs[(slice(None),) * batch_dim + (index,)]
 
 
+def call_model(model: nn.Module, inputs: Inputs):
+    """``model(inputs)``, or ``model(**inputs)`` for a mapping of keyword tensors."""
+    return model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
+
+
 def repeat_batch(inputs: Inputs, times: int, batch_dim: int = 0) -> Inputs:
     """The examples repeated ``times`` times along the batch dimension (mask-major)."""
     if isinstance(inputs, Mapping):
@@ -360,10 +365,7 @@ class MaskedModel:
                 mask_of_sample = torch.arange(n_samples, device=device) // n_examples
                 self._keep_per_sample = self._keep.index_select(0, mask_of_sample)
             try:
-                forward = self.model if eager else self._forward
-                if isinstance(batch, Mapping):
-                    return forward(**batch)
-                return forward(batch)
+                return call_model(self.model if eager else self._forward, batch)
             finally:
                 self._keep = self._keep_per_sample = None
 

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from coar.masking import Inputs, batch_size_of, take
+from coar.masking import Inputs, batch_size_of, call_model, take
 
 OutputFn = Callable[[Any, torch.Tensor], torch.Tensor]
 
@@ -228,10 +228,6 @@ def output_fn(output: str | OutputFn) -> OutputFn:
     return OUTPUTS[output]
 
 
-def _call(model: nn.Module, inputs: Inputs):
-    return model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
-
-
 @torch.no_grad()
 def labels_for(
     output: OutputFn,
@@ -261,7 +257,7 @@ def labels_for(
     predictions = []
     for start in range(0, n_examples, batch):
         x = take(inputs, slice(start, start + batch), batch_dim)
-        predictions.append(rule.predicted(_call(model, x), x))
+        predictions.append(rule.predicted(call_model(model, x), x))
     return torch.cat(predictions)
 
 
@@ -288,7 +284,7 @@ an output function (model_output, labels) returns one float per example, shape (
     x, y = take(inputs, slice(0, n), batch_dim), labels[:n]
     n = len(y)
     name = getattr(output, "__name__", type(output).__name__)
-    values = output(_call(model, x), y)
+    values = output(call_model(model, x), y)
     if not isinstance(values, torch.Tensor):
         found = f"a {type(values).__name__}"
     elif values.shape != (n,):
